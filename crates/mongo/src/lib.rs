@@ -1,0 +1,1 @@
+//! mtsession: MongoDB backend (work in progress).

@@ -1,0 +1,1 @@
+//! mtsession: Redis backend (work in progress).

@@ -1,0 +1,1 @@
+//! mtsession: sled backend (work in progress).

@@ -1,0 +1,1 @@
+//! mtsession: sea-orm backend for SQLite, PostgreSQL and MySQL (work in progress).

@@ -1,0 +1,1 @@
+//! mtsession: SQLite (rusqlite) backend (work in progress).
