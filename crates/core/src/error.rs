@@ -32,7 +32,9 @@ pub enum Error {
         what: String,
     },
     /// Another owner holds the session's lease.
-    #[error("lease on session {session:?} held by {owner:?} until {until_ms} ms since the Unix epoch")]
+    #[error(
+        "lease on session {session:?} held by {owner:?} until {until_ms} ms since the Unix epoch"
+    )]
     LeaseHeld {
         /// The session whose lease was asked for.
         session: String,
@@ -103,7 +105,9 @@ pub enum Error {
 
 fn malformed_string_message(looks_like: Option<StringFormat>, message: &str) -> String {
     match looks_like {
-        Some(format) => format!("malformed string session: looks like a {format} string; {message}"),
+        Some(format) => {
+            format!("malformed string session: looks like a {format} string; {message}")
+        }
         None => format!("malformed string session: {message}"),
     }
 }
@@ -111,27 +115,40 @@ fn malformed_string_message(looks_like: Option<StringFormat>, message: &str) -> 
 impl Error {
     /// `NotFound` for a session name.
     pub fn session_not_found(session: &str) -> Self {
-        Error::NotFound { what: format!("session {session:?}") }
+        Error::NotFound {
+            what: format!("session {session:?}"),
+        }
     }
 
     /// `AlreadyExists` for a session name.
     pub fn session_exists(session: &str) -> Self {
-        Error::AlreadyExists { what: format!("session {session:?}") }
+        Error::AlreadyExists {
+            what: format!("session {session:?}"),
+        }
     }
 
     /// `InvalidInput` with a message.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Error::InvalidInput { message: message.into() }
+        Error::InvalidInput {
+            message: message.into(),
+        }
     }
 
     /// `Corrupt` without a source.
     pub fn corrupt(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Corrupt { what: what.into(), message: message.into(), source: None }
+        Error::Corrupt {
+            what: what.into(),
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// `Backend` from any error, keeping it as the source.
     pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        Error::Backend { backend, source: source.into() }
+        Error::Backend {
+            backend,
+            source: source.into(),
+        }
     }
 
     /// A short, stable name of the kind, for logs and tests.

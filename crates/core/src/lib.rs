@@ -11,6 +11,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod string;
+pub mod url;
 
 pub use auth_key::{AUTH_KEY_LEN, AuthKey};
 pub use error::{BoxError, Error, ErrorKind, Result};

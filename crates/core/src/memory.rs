@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::lease::{LeaseInfo, now_ms, validate_lease};
 use crate::model::{
-    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta,
-    UpdateState, UpdateStateChange,
+    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta, UpdateState,
+    UpdateStateChange,
 };
 use crate::store::{Capabilities, SessionStore};
 
@@ -181,7 +181,9 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a record half-written
         // (every mutation is a single assignment or map operation), so the
         // poisoned state is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with<T>(&self, session: &str, f: impl FnOnce(&Record) -> T) -> Result<T> {
@@ -210,7 +212,9 @@ impl SessionStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.atomic_multi_key_writes(true).leases(true)
+        Capabilities::NONE
+            .atomic_multi_key_writes(true)
+            .leases(true)
     }
 
     async fn list(&self) -> Result<Vec<String>> {
@@ -227,9 +231,10 @@ impl SessionStore for MemoryStore {
             return Err(Error::session_exists(session));
         }
         let now = now_ms();
-        inner
-            .sessions
-            .insert(session.to_owned(), Record::from_data(&SessionData::default(), now));
+        inner.sessions.insert(
+            session.to_owned(),
+            Record::from_data(&SessionData::default(), now),
+        );
         Ok(())
     }
 
@@ -245,7 +250,11 @@ impl SessionStore for MemoryStore {
             .ok_or_else(|| Error::session_not_found(from))?
             .clone();
         if from == to {
-            return if overwrite { Ok(()) } else { Err(Error::session_exists(to)) };
+            return if overwrite {
+                Ok(())
+            } else {
+                Err(Error::session_exists(to))
+            };
         }
         if !overwrite && inner.sessions.contains_key(to) {
             return Err(Error::session_exists(to));
@@ -271,7 +280,9 @@ impl SessionStore for MemoryStore {
             .sessions
             .get(session)
             .map_or_else(now_ms, |r| r.meta.created_at_ms);
-        inner.sessions.insert(session.to_owned(), Record::from_data(data, created));
+        inner
+            .sessions
+            .insert(session.to_owned(), Record::from_data(data, created));
         Ok(())
     }
 
@@ -353,7 +364,9 @@ impl SessionStore for MemoryStore {
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        self.with(session, |r| ids.iter().map(|id| r.peers.get(*id).cloned()).collect())
+        self.with(session, |r| {
+            ids.iter().map(|id| r.peers.get(*id).cloned()).collect()
+        })
     }
 
     async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {

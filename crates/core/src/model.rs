@@ -28,7 +28,9 @@ pub fn validate_session_name(name: &str) -> Result<()> {
         )));
     }
     if name.contains('\0') {
-        return Err(Error::invalid("a session name must not contain NUL characters"));
+        return Err(Error::invalid(
+            "a session name must not contain NUL characters",
+        ));
     }
     Ok(())
 }
@@ -49,18 +51,43 @@ pub struct DcOption {
 impl DcOption {
     /// A DC with addresses and no key.
     pub fn new(id: i32, ipv4: Option<SocketAddrV4>, ipv6: Option<SocketAddrV6>) -> Self {
-        DcOption { id, ipv4, ipv6, auth_key: None }
+        DcOption {
+            id,
+            ipv4,
+            ipv6,
+            auth_key: None,
+        }
     }
 }
 
 /// Production data centers as a fresh session reports them.
 pub fn production_dcs() -> Vec<DcOption> {
     const DCS: [(i32, [u8; 4], [u16; 8]); 5] = [
-        (1, [149, 154, 175, 53], [0x2001, 0x0b28, 0xf23d, 0xf001, 0, 0, 0, 0xa]),
-        (2, [149, 154, 167, 51], [0x2001, 0x067c, 0x04e8, 0xf002, 0, 0, 0, 0xa]),
-        (3, [149, 154, 175, 100], [0x2001, 0x0b28, 0xf23d, 0xf003, 0, 0, 0, 0xa]),
-        (4, [149, 154, 167, 92], [0x2001, 0x067c, 0x04e8, 0xf004, 0, 0, 0, 0xa]),
-        (5, [91, 108, 56, 190], [0x2001, 0x0b28, 0xf23f, 0xf005, 0, 0, 0, 0xa]),
+        (
+            1,
+            [149, 154, 175, 53],
+            [0x2001, 0x0b28, 0xf23d, 0xf001, 0, 0, 0, 0xa],
+        ),
+        (
+            2,
+            [149, 154, 167, 51],
+            [0x2001, 0x067c, 0x04e8, 0xf002, 0, 0, 0, 0xa],
+        ),
+        (
+            3,
+            [149, 154, 175, 100],
+            [0x2001, 0x0b28, 0xf23d, 0xf003, 0, 0, 0, 0xa],
+        ),
+        (
+            4,
+            [149, 154, 167, 92],
+            [0x2001, 0x067c, 0x04e8, 0xf004, 0, 0, 0, 0xa],
+        ),
+        (
+            5,
+            [91, 108, 56, 190],
+            [0x2001, 0x0b28, 0xf23f, 0xf005, 0, 0, 0, 0xa],
+        ),
     ];
     DCS.iter()
         .map(|(id, v4, v6)| {
@@ -68,7 +95,12 @@ pub fn production_dcs() -> Vec<DcOption> {
             DcOption::new(
                 *id,
                 Some(SocketAddrV4::new(Ipv4Addr::from(*v4), 443)),
-                Some(SocketAddrV6::new(Ipv6Addr::new(a, b, c, d, e, f, g, h), 443, 0, 0)),
+                Some(SocketAddrV6::new(
+                    Ipv6Addr::new(a, b, c, d, e, f, g, h),
+                    443,
+                    0,
+                    0,
+                )),
             )
         })
         .collect()
@@ -207,7 +239,9 @@ impl PeerId {
     /// A channel id (`bare > 0`, marked as `-(10^12 + bare)`).
     pub fn channel(bare: i64) -> Result<Self> {
         if bare <= 0 || bare > i64::MAX - CHANNEL_ID_OFFSET {
-            return Err(Error::invalid(format!("a channel id is positive, got {bare}")));
+            return Err(Error::invalid(format!(
+                "a channel id is positive, got {bare}"
+            )));
         }
         Ok(PeerId(-(CHANNEL_ID_OFFSET + bare)))
     }
@@ -313,7 +347,9 @@ impl PeerKind {
 
     /// The inverse of [`PeerKind::code`].
     pub fn from_code(code: i64) -> Option<Self> {
-        PeerKind::ALL.into_iter().find(|k| i64::from(k.code()) == code)
+        PeerKind::ALL
+            .into_iter()
+            .find(|k| i64::from(k.code()) == code)
     }
 
     /// A stable lowercase name.
@@ -455,7 +491,10 @@ impl Peer {
             for username in usernames.iter() {
                 let trimmed = username.strip_prefix('@').unwrap_or(username);
                 if trimmed.is_empty() {
-                    return Err(Error::invalid(format!("peer {} has an empty username", peer.id)));
+                    return Err(Error::invalid(format!(
+                        "peer {} has an empty username",
+                        peer.id
+                    )));
                 }
                 if trimmed.len() > MAX_PEER_TEXT_LEN {
                     return Err(Error::invalid(format!(
@@ -526,7 +565,10 @@ pub fn merge_hash(old: Option<AccessHash>, new: Option<AccessHash>) -> Option<Ac
 
 /// A username's lookup key: without a leading `@`, lowercased.
 pub fn normalize_username(username: &str) -> String {
-    username.strip_prefix('@').unwrap_or(username).to_lowercase()
+    username
+        .strip_prefix('@')
+        .unwrap_or(username)
+        .to_lowercase()
 }
 
 /// A phone number's stored form: digits only. `+`, spaces, dashes, dots and
@@ -664,9 +706,15 @@ mod tests {
     #[test]
     fn marked_ids() {
         let user = PeerId::user(42).expect("valid");
-        assert_eq!((user.marked(), user.kind(), user.bare()), (42, PeerIdKind::User, 42));
+        assert_eq!(
+            (user.marked(), user.kind(), user.bare()),
+            (42, PeerIdKind::User, 42)
+        );
         let chat = PeerId::chat(42).expect("valid");
-        assert_eq!((chat.marked(), chat.kind(), chat.bare()), (-42, PeerIdKind::Chat, 42));
+        assert_eq!(
+            (chat.marked(), chat.kind(), chat.bare()),
+            (-42, PeerIdKind::Chat, 42)
+        );
         let channel = PeerId::channel(42).expect("valid");
         assert_eq!(channel.marked(), -1_000_000_000_042);
         assert_eq!((channel.kind(), channel.bare()), (PeerIdKind::Channel, 42));

@@ -87,7 +87,9 @@ impl MemoryServerStore {
 }
 
 fn unknown_key(auth_key_id: u64) -> crate::Error {
-    crate::Error::NotFound { what: format!("auth key {auth_key_id:016x}") }
+    crate::Error::NotFound {
+        what: format!("auth key {auth_key_id:016x}"),
+    }
 }
 
 #[async_trait]
@@ -108,7 +110,9 @@ impl ServerStore for MemoryServerStore {
 
     async fn create_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         let mut keys = self.lock();
-        let entry = keys.get_mut(&auth_key_id).ok_or_else(|| unknown_key(auth_key_id))?;
+        let entry = keys
+            .get_mut(&auth_key_id)
+            .ok_or_else(|| unknown_key(auth_key_id))?;
         Ok(entry.sessions.insert(session_id))
     }
 
@@ -136,10 +140,14 @@ impl ServerStore for MemoryServerStore {
 
     async fn add_salt(&self, auth_key_id: u64, salt: ServerSalt) -> Result<()> {
         if salt.valid_until <= salt.valid_since {
-            return Err(crate::Error::invalid("a salt's validity window must not be empty"));
+            return Err(crate::Error::invalid(
+                "a salt's validity window must not be empty",
+            ));
         }
         let mut keys = self.lock();
-        let entry = keys.get_mut(&auth_key_id).ok_or_else(|| unknown_key(auth_key_id))?;
+        let entry = keys
+            .get_mut(&auth_key_id)
+            .ok_or_else(|| unknown_key(auth_key_id))?;
         entry.salts.insert(salt);
         Ok(())
     }
@@ -155,7 +163,14 @@ impl ServerStore for MemoryServerStore {
         Ok(self
             .lock()
             .get(&auth_key_id)
-            .map(|e| e.salts.iter().filter(|s| s.valid_until > t).take(n).copied().collect())
+            .map(|e| {
+                e.salts
+                    .iter()
+                    .filter(|s| s.valid_until > t)
+                    .take(n)
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -198,14 +213,19 @@ pub struct SessionSubject {
 
 impl fmt::Debug for SessionSubject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionSubject").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("SessionSubject")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
 impl SessionSubject {
     /// Wraps a store.
     pub fn new(store: Arc<dyn ServerStore>) -> Self {
-        SessionSubject { store, observers: Arc::default() }
+        SessionSubject {
+            store,
+            observers: Arc::default(),
+        }
     }
 
     /// The wrapped store.
@@ -223,7 +243,10 @@ impl SessionSubject {
                 let _ = tokio::spawn(async move { observer.on_event(event).await }).await;
             }
         });
-        self.observers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        self.observers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
     }
 
     fn notify(&self, event: SessionEvent) {
@@ -235,7 +258,10 @@ impl SessionSubject {
     pub async fn create_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         let created = self.store.create_session(auth_key_id, session_id).await?;
         if created {
-            self.notify(SessionEvent::Created { auth_key_id, session_id });
+            self.notify(SessionEvent::Created {
+                auth_key_id,
+                session_id,
+            });
         }
         Ok(created)
     }
@@ -244,7 +270,10 @@ impl SessionSubject {
     pub async fn destroy_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         let destroyed = self.store.destroy_session(auth_key_id, session_id).await?;
         if destroyed {
-            self.notify(SessionEvent::Destroyed { auth_key_id, session_id });
+            self.notify(SessionEvent::Destroyed {
+                auth_key_id,
+                session_id,
+            });
         }
         Ok(destroyed)
     }
@@ -254,7 +283,10 @@ impl SessionSubject {
         let sessions = self.store.list_sessions(auth_key_id).await?;
         let destroyed = self.store.destroy_auth_key(auth_key_id).await?;
         for session_id in sessions {
-            self.notify(SessionEvent::Destroyed { auth_key_id, session_id });
+            self.notify(SessionEvent::Destroyed {
+                auth_key_id,
+                session_id,
+            });
         }
         Ok(destroyed)
     }

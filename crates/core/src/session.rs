@@ -9,8 +9,8 @@ use crate::auth_key::AuthKey;
 use crate::error::{Error, Result};
 use crate::lease::LeaseGuard;
 use crate::model::{
-    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta,
-    UpdateState, UpdateStateChange, normalize_phone, normalize_username, validate_session_name,
+    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta, UpdateState,
+    UpdateStateChange, normalize_phone, normalize_username, validate_session_name,
 };
 use crate::store::SessionStore;
 
@@ -41,7 +41,11 @@ impl Session {
     /// A handle on `name` in `store`; does not create the session.
     pub fn new(store: Arc<dyn SessionStore>, name: &str, options: SessionOptions) -> Result<Self> {
         validate_session_name(name)?;
-        Ok(Session { store, name: name.to_owned(), options })
+        Ok(Session {
+            store,
+            name: name.to_owned(),
+            options,
+        })
     }
 
     /// The session's name.
@@ -77,7 +81,11 @@ impl Session {
 
     /// One DC option.
     pub async fn dc_option(&self, dc_id: i32) -> Result<Option<DcOption>> {
-        Ok(self.dc_options().await?.into_iter().find(|dc| dc.id == dc_id))
+        Ok(self
+            .dc_options()
+            .await?
+            .into_iter()
+            .find(|dc| dc.id == dc_id))
     }
 
     /// Inserts or replaces a DC option.
@@ -88,9 +96,12 @@ impl Session {
 
     /// Sets (or clears) the key of one DC, keeping its addresses. The DC must exist.
     pub async fn set_auth_key(&self, dc_id: i32, key: Option<AuthKey>) -> Result<()> {
-        let mut dc = self.dc_option(dc_id).await?.ok_or_else(|| Error::NotFound {
-            what: format!("DC {dc_id} in session {:?}", self.name),
-        })?;
+        let mut dc = self
+            .dc_option(dc_id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("DC {dc_id} in session {:?}", self.name),
+            })?;
         dc.auth_key = key;
         self.store.set_dc_option(&self.name, &dc).await
     }
@@ -111,7 +122,10 @@ impl Session {
         if let Some(user) = user
             && user.id <= 0
         {
-            return Err(Error::invalid(format!("a user id is positive, got {}", user.id)));
+            return Err(Error::invalid(format!(
+                "a user id is positive, got {}",
+                user.id
+            )));
         }
         self.store.set_self_user(&self.name, user).await
     }
@@ -170,7 +184,10 @@ impl Session {
                 Err(Error::session_not_found(&self.name))
             };
         }
-        let normalized = peers.iter().map(Peer::normalized).collect::<Result<Vec<_>>>()?;
+        let normalized = peers
+            .iter()
+            .map(Peer::normalized)
+            .collect::<Result<Vec<_>>>()?;
         self.store.cache_peers(&self.name, &normalized).await
     }
 
@@ -246,7 +263,9 @@ impl Session {
 
 fn check_dc_id(dc_id: i32) -> Result<()> {
     if !(1..=i32::from(i16::MAX)).contains(&dc_id) {
-        return Err(Error::invalid(format!("a DC id is between 1 and 32767, got {dc_id}")));
+        return Err(Error::invalid(format!(
+            "a DC id is between 1 and 32767, got {dc_id}"
+        )));
     }
     Ok(())
 }
@@ -263,7 +282,11 @@ pub fn validate_data(data: &SessionData, keep_peers: bool) -> Result<SessionData
         return Err(Error::invalid(format!("DC {} appears twice", dup.id)));
     }
     if keep_peers {
-        data.peers = data.peers.iter().map(Peer::normalized).collect::<Result<_>>()?;
+        data.peers = data
+            .peers
+            .iter()
+            .map(Peer::normalized)
+            .collect::<Result<_>>()?;
         let mut ids = std::collections::HashSet::new();
         if let Some(dup) = data.peers.iter().find(|p| !ids.insert(p.id)) {
             return Err(Error::invalid(format!("peer {} appears twice", dup.id)));

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::lease::LeaseInfo;
 use crate::model::{
-    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta,
-    UpdateState, UpdateStateChange,
+    DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta, UpdateState,
+    UpdateStateChange,
 };
 
 /// What a backend can promise. The conformance suite runs a gated case only
@@ -206,8 +206,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>>;
 
     /// Stores one sent-file entry, replacing an existing one.
-    async fn cache_sent_file(&self, session: &str, key: &SentFileKey, file: &SentFile)
-    -> Result<()>;
+    async fn cache_sent_file(
+        &self,
+        session: &str,
+        key: &SentFileKey,
+        file: &SentFile,
+    ) -> Result<()>;
 
     /// Takes the session's lease for `owner` for `ttl`, or renews it when
     /// `owner` holds it already. `LeaseHeld` while another owner's lease is
