@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod db;
+pub mod foreign;
 mod options;
 mod peers;
 mod schema;

@@ -66,7 +66,7 @@ mod sqlite_file;
 mod telethon;
 mod telethon2;
 
-pub use pyrogram::{PyrogramLayout, read_pyrogram, write_pyrogram};
+pub use pyrogram::{PYROGRAM_MAX_VERSION, PyrogramLayout, read_pyrogram, write_pyrogram};
 pub use telethon::{TELETHON_VERSION, read_telethon, write_telethon};
 pub use telethon2::{TELETHON2_VERSION, read_telethon2};
 
@@ -105,8 +105,12 @@ pub enum ForeignFormat {
 impl fmt::Display for ForeignFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ForeignFormat::TelethonV1 { version } => write!(f, "Telethon v1 session (version {version})"),
-            ForeignFormat::TelethonV2 { version } => write!(f, "Telethon v2 session (version {version})"),
+            ForeignFormat::TelethonV1 { version } => {
+                write!(f, "Telethon v1 session (version {version})")
+            }
+            ForeignFormat::TelethonV2 { version } => {
+                write!(f, "Telethon v2 session (version {version})")
+            }
             ForeignFormat::Pyrogram { version, layout } => {
                 write!(f, "{layout} session (version {version})")
             }
@@ -186,21 +190,30 @@ fn detect_open(db: &ForeignDb) -> Result<ForeignFormat> {
         let version_columns = db.columns("version")?;
         if version_columns.iter().any(|c| c == "version") {
             if has("sessions") && has("entities") {
-                return Ok(ForeignFormat::TelethonV1 { version: db.version("version", "version")? });
+                return Ok(ForeignFormat::TelethonV1 {
+                    version: db.version("version", "version")?,
+                });
             }
             if has("datacenter") && has("user") && has("state") && has("channelstate") {
-                return Ok(ForeignFormat::TelethonV2 { version: db.version("version", "version")? });
+                return Ok(ForeignFormat::TelethonV2 {
+                    version: db.version("version", "version")?,
+                });
             }
         }
         if version_columns.iter().any(|c| c == "number") && has("sessions") && has("peers") {
             let layout = pyrogram::layout(db, &tables)?;
-            return Ok(ForeignFormat::Pyrogram { version: db.version("version", "number")?, layout });
+            return Ok(ForeignFormat::Pyrogram {
+                version: db.version("version", "number")?,
+                layout,
+            });
         }
     }
-    if tables.iter().any(|t| t.starts_with("mtsession")) {
+    if db.application_id()? == crate::schema::APPLICATION_ID {
         return Ok(ForeignFormat::Mtsession);
     }
-    Ok(ForeignFormat::Unknown { tables: tables.into_iter().collect() })
+    Ok(ForeignFormat::Unknown {
+        tables: tables.into_iter().collect(),
+    })
 }
 
 /// Reads any supported foreign file, choosing the reader by [`detect`].
@@ -234,13 +247,22 @@ impl Warnings {
             self.list[i].rows += rows;
         } else {
             self.index.insert(key.clone(), self.list.len());
-            self.list.push(Warning { table: key.0, rows, message: key.1 });
+            self.list.push(Warning {
+                table: key.0,
+                rows,
+                message: key.1,
+            });
         }
     }
 
     /// One more row under `message`.
     pub(crate) fn one(&mut self, table: &str, message: impl Into<String>) {
         self.add(table, 1, message);
+    }
+
+    /// Adds a warning as is, even for zero rows.
+    pub(crate) fn push(&mut self, warning: Warning) {
+        self.list.push(warning);
     }
 
     pub(crate) fn into_vec(self) -> Vec<Warning> {
@@ -259,14 +281,11 @@ pub(crate) fn report_unknown_tables(
     for table in tables {
         if !known.contains(&table.as_str()) {
             let rows = db.count(&table)?;
-            warnings.add(
-                &table,
+            warnings.push(Warning {
+                table,
                 rows,
-                format!("table not imported: it is not part of the {format} format"),
-            );
-            if rows == 0 {
-                warnings.add(&table, 1, format!("empty table ignored: it is not part of the {format} format"));
-            }
+                message: format!("table not imported: it is not part of the {format} format"),
+            });
         }
     }
     Ok(())
