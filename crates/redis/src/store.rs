@@ -168,6 +168,9 @@ impl RedisStoreBuilder {
             ))
         };
         let info = self.url.as_str().into_connection_info().map_err(bad_url)?;
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            install_crypto_provider();
+        }
         let client = match self.root_cert {
             Some(pem) => Client::build_with_tls(
                 info,
@@ -542,6 +545,15 @@ impl RedisStore {
                 format!("unexpected reply from the peer lookup script: {other:?}"),
             )),
         }
+    }
+}
+
+/// Makes sure rustls has a process-wide crypto provider before the first TLS
+/// connection. An application that installed its own keeps it.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: either provider works.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
