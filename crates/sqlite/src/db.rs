@@ -469,3 +469,82 @@ fn open_connection(
     }
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma")
+    }
+
+    /// Immediate runs with synchronous=FULL (2), write-behind with NORMAL (1),
+    /// on the writer and on readers alike.
+    #[test]
+    fn durability_sets_synchronous() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (durability, expected) in [
+            (Durability::Immediate, 2),
+            (
+                Durability::WriteBehind {
+                    max_delay: Duration::from_millis(100),
+                },
+                1,
+            ),
+        ] {
+            let path = dir.path().join(format!("{expected}.sqlite"));
+            let db = Db::open_file(&path, SqliteOptions::default().durability(durability))
+                .expect("open");
+            assert_eq!(synchronous(&lock(&db.writer)), expected);
+            let on_reader = db
+                .read_blocking(|conn| Ok(synchronous(conn)))
+                .expect("read");
+            assert_eq!(on_reader, expected);
+            let wal: String = lock(&db.writer)
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .expect("journal mode");
+            assert_eq!(wal, "wal");
+        }
+    }
+
+    /// A write waits for another connection's write lock instead of failing.
+    #[test]
+    fn a_busy_writer_waits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.sqlite");
+        let db = Db::open_file(&path, SqliteOptions::default()).expect("open");
+        let other = Connection::open(&path).expect("other connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold the write lock");
+        let release = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").expect("release");
+        });
+        let started = Instant::now();
+        db.write_blocking(|conn| {
+            conn.execute("INSERT INTO flush_marker (id, at_ms) VALUES (0, 1)", [])?;
+            Ok(())
+        })
+        .expect("the write waits, then succeeds");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().expect("thread");
+    }
+
+    /// When the lock is held past the busy timeout, the error says so.
+    #[test]
+    fn a_write_gives_up_after_the_busy_timeout() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.sqlite");
+        let options = SqliteOptions::default().busy_timeout(Duration::from_millis(100));
+        let db = Db::open_file(&path, options).expect("open");
+        let other = Connection::open(&path).expect("other connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold the write lock");
+        let err = db.write_blocking(|_| Ok(())).expect_err("still locked");
+        assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+        other.execute_batch("COMMIT").expect("release");
+    }
+}

@@ -7,12 +7,36 @@ use session_core::{Error, Peer, PeerId, PeerKind};
 
 use crate::db::R;
 
-/// The peer columns, in the order [`from_row`] reads them.
-pub(crate) const COLUMNS: &str = "id, kind, hash, hash_is_min, usernames, phone, name, last_seen";
+/// One peer by id.
+pub(crate) const BY_ID: &str = "SELECT id, kind, hash, hash_is_min, usernames, phone, name, \
+     last_seen FROM peers WHERE session = ?1 AND id = ?2";
 
-/// The same columns qualified with the alias `p`.
-pub(crate) const P_COLUMNS: &str =
-    "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
+/// Every peer of a session, by id.
+pub(crate) const ALL: &str = "SELECT id, kind, hash, hash_is_min, usernames, phone, name, \
+     last_seen FROM peers WHERE session = ?1 ORDER BY id";
+
+/// The owner of a username, with the session's row id: `?1` session name,
+/// `?2` lowercased username. No row when the session is missing; NULL peer
+/// columns when nobody owns the username.
+pub(crate) const BY_USERNAME: &str = "SELECT s.id, p.id, p.kind, p.hash, p.hash_is_min, \
+     p.usernames, p.phone, p.name, p.last_seen FROM sessions s \
+     LEFT JOIN peer_usernames u ON u.session = s.id AND u.username_lower = ?2 \
+     LEFT JOIN peers p ON p.session = s.id AND p.id = u.peer_id \
+     WHERE s.name = ?1";
+
+/// The owner of a phone, like [`BY_USERNAME`].
+pub(crate) const BY_PHONE: &str = "SELECT s.id, p.id, p.kind, p.hash, p.hash_is_min, \
+     p.usernames, p.phone, p.name, p.last_seen FROM sessions s \
+     LEFT JOIN peers p ON p.session = s.id AND p.phone = ?2 \
+     WHERE s.name = ?1";
+
+/// Takes a phone away from every other peer: `?1` session, `?2` phone, `?3` new owner.
+const TAKE_PHONE: &str =
+    "UPDATE peers SET phone = NULL WHERE session = ?1 AND phone = ?2 AND id <> ?3";
+
+/// The current owner of a lowercased username.
+const USERNAME_OWNER: &str =
+    "SELECT peer_id FROM peer_usernames WHERE session = ?1 AND username_lower = ?2";
 
 fn corrupt(message: String) -> Error {
     Error::corrupt("the sqlite peers table", message)
@@ -74,9 +98,7 @@ fn encode_usernames(usernames: &Option<Vec<String>>) -> R<Option<String>> {
 
 /// One stored peer.
 pub(crate) fn load(conn: &Connection, session: i64, id: i64) -> R<Option<Peer>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM peers WHERE session = ?1 AND id = ?2"
-    ))?;
+    let mut stmt = conn.prepare_cached(BY_ID)?;
     let mut rows = stmt.query(params![session, id])?;
     match rows.next()? {
         Some(row) => Ok(Some(from_row(row, 0)?)),
@@ -132,19 +154,15 @@ pub(crate) fn upsert(conn: &Connection, session: i64, peer: &Peer) -> R<()> {
 
     // The phone moves: whoever had it loses it.
     if let Some(phone) = &merged.phone {
-        conn.prepare_cached(
-            "UPDATE peers SET phone = NULL WHERE session = ?1 AND phone = ?2 AND id <> ?3",
-        )?
-        .execute(params![session, phone, id])?;
+        conn.prepare_cached(TAKE_PHONE)?
+            .execute(params![session, phone, id])?;
     }
     store(conn, session, &merged)?;
 
     // Usernames move: the previous owner's list loses them.
     for key in &new_keys {
         let previous: Option<i64> = conn
-            .prepare_cached(
-                "SELECT peer_id FROM peer_usernames WHERE session = ?1 AND username_lower = ?2",
-            )?
+            .prepare_cached(USERNAME_OWNER)?
             .query_row(params![session, key], |r| r.get(0))
             .optional()?;
         match previous {
@@ -172,4 +190,52 @@ fn drop_username(conn: &Connection, session: i64, owner: i64, key: &str) -> R<()
             .execute(params![session, owner, encoded])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan of `sql`, one detail line per step.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        // Parameters stay unbound (NULL): the plan does not depend on them.
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().expect("plan row") {
+            steps.push(row.get::<_, String>(3).expect("detail"));
+        }
+        steps
+    }
+
+    fn assert_seeks(conn: &Connection, sql: &str, index: &str) {
+        let steps = plan(conn, sql);
+        assert!(
+            steps.iter().all(|s| s.starts_with("SEARCH")),
+            "{sql}: {steps:?}"
+        );
+        assert!(
+            steps.iter().any(|s| s.contains(index)),
+            "{sql} uses {index}: {steps:?}"
+        );
+    }
+
+    /// Lookups and ownership moves are index seeks (logarithmic), never scans.
+    #[test]
+    fn lookups_are_index_seeks() {
+        let conn = Connection::open_in_memory().expect("memory");
+        crate::schema::prepare(&conn, "test", false).expect("schema");
+        assert_seeks(&conn, BY_ID, "PRIMARY KEY");
+        assert_seeks(&conn, BY_USERNAME, "PRIMARY KEY");
+        assert_seeks(&conn, BY_PHONE, "peers_by_phone");
+        assert_seeks(&conn, TAKE_PHONE, "peers_by_phone");
+        assert_seeks(&conn, USERNAME_OWNER, "PRIMARY KEY");
+        assert_seeks(
+            &conn,
+            "SELECT id FROM sessions WHERE name = ?1",
+            "sqlite_autoindex_sessions",
+        );
+    }
 }

@@ -396,10 +396,7 @@ fn export_session(conn: &Connection, name: &str) -> R<SessionData> {
     };
     let mut peer_list = Vec::new();
     {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {} FROM peers WHERE session = ?1 ORDER BY id",
-            peers::COLUMNS
-        ))?;
+        let mut stmt = conn.prepare_cached(peers::ALL)?;
         let mut rows = stmt.query([id])?;
         while let Some(row) = rows.next()? {
             peer_list.push(peers::from_row(row, 0)?);
@@ -807,16 +804,7 @@ impl SessionStore for SqliteStore {
         let name = session.to_owned();
         let key = normalize_username(username);
         self.db
-            .read(move |conn| {
-                let sql = format!(
-                    "SELECT s.id, {} FROM sessions s \
-                     LEFT JOIN peer_usernames u ON u.session = s.id AND u.username_lower = ?2 \
-                     LEFT JOIN peers p ON p.session = s.id AND p.id = u.peer_id \
-                     WHERE s.name = ?1",
-                    peers::P_COLUMNS
-                );
-                lookup_joined(conn, &sql, &name, &key)
-            })
+            .read(move |conn| lookup_joined(conn, peers::BY_USERNAME, &name, &key))
             .await
     }
 
@@ -824,15 +812,7 @@ impl SessionStore for SqliteStore {
         let name = session.to_owned();
         let phone = phone.to_owned();
         self.db
-            .read(move |conn| {
-                let sql = format!(
-                    "SELECT s.id, {} FROM sessions s \
-                     LEFT JOIN peers p ON p.session = s.id AND p.phone = ?2 \
-                     WHERE s.name = ?1",
-                    peers::P_COLUMNS
-                );
-                lookup_joined(conn, &sql, &name, &phone)
-            })
+            .read(move |conn| lookup_joined(conn, peers::BY_PHONE, &name, &phone))
             .await
     }
 
