@@ -26,6 +26,6 @@ pub use server::{
 };
 pub use session::{Session, SessionOptions, SessionStoreExt, copy_between};
 pub use store::{Capabilities, Durability, DynStore, SessionStore};
-pub use string::{StringFormat, StringSession};
+pub use string::{PyrogramLayout, StringFormat, StringSession, pyrogram_data_center};
 
 pub use async_trait::async_trait;
