@@ -206,29 +206,32 @@ impl Db {
         Ok(value)
     }
 
-    /// Runs `f` in a read transaction (one consistent snapshot) on a reader
-    /// connection, blocking the calling thread.
-    pub(crate) fn read_blocking<T>(&self, mut f: impl FnMut(&Connection) -> R<T>) -> Result<T> {
+    /// Runs `f` on a reader connection, blocking the calling thread: inside
+    /// a read transaction (one consistent snapshot) when `snapshot` is set,
+    /// else as is, for a single statement (atomic by itself).
+    pub(crate) fn read_blocking<T>(
+        &self,
+        snapshot: bool,
+        mut f: impl FnMut(&Connection) -> R<T>,
+    ) -> Result<T> {
+        let mut run = |conn: &mut Connection| -> R<T> {
+            if !snapshot {
+                return f(conn);
+            }
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
         if matches!(self.location, Location::Memory) {
-            return self.with_retry(|| {
-                let mut conn = lock(&self.writer);
-                let tx = conn.transaction()?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok(value)
-            });
+            return self.with_retry(|| run(&mut lock(&self.writer)));
         }
         let mut conn = match lock(&self.readers).pop() {
             Some(conn) => conn,
             None => open_connection(&self.location, &self.options, true)
                 .map_err(|e| convert(&self.what, e))?,
         };
-        let result = self.with_retry(|| {
-            let tx = conn.transaction()?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        });
+        let result = self.with_retry(|| run(&mut conn));
         let mut idle = lock(&self.readers);
         if idle.len() < self.options.max_idle_readers {
             idle.push(conn);
@@ -253,7 +256,18 @@ impl Db {
         F: FnMut(&Connection) -> R<T> + Send + 'static,
     {
         let db = Arc::clone(self);
-        blocking(move || db.read_blocking(f)).await
+        blocking(move || db.read_blocking(true, f)).await
+    }
+
+    /// Runs a single-statement read on Tokio's blocking pool (or inline
+    /// outside a runtime), without a read transaction around it.
+    pub(crate) async fn read_one<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> R<T> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        blocking(move || db.read_blocking(false, f)).await
     }
 
     /// Makes every write committed so far by this process durable, when the
@@ -498,7 +512,7 @@ mod tests {
                 .expect("open");
             assert_eq!(synchronous(&lock(&db.writer)), expected);
             let on_reader = db
-                .read_blocking(|conn| Ok(synchronous(conn)))
+                .read_blocking(true, |conn| Ok(synchronous(conn)))
                 .expect("read");
             assert_eq!(on_reader, expected);
             let wal: String = lock(&db.writer)

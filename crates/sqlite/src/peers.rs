@@ -11,6 +11,13 @@ use crate::db::R;
 pub(crate) const BY_ID: &str = "SELECT id, kind, hash, hash_is_min, usernames, phone, name, \
      last_seen FROM peers WHERE session = ?1 AND id = ?2";
 
+/// One peer by id, with the session's row id, like [`BY_USERNAME`]: `?1`
+/// session name, `?2` marked id.
+pub(crate) const BY_ID_JOINED: &str = "SELECT s.id, p.id, p.kind, p.hash, p.hash_is_min, \
+     p.usernames, p.phone, p.name, p.last_seen FROM sessions s \
+     LEFT JOIN peers p ON p.session = s.id AND p.id = ?2 \
+     WHERE s.name = ?1";
+
 /// Every peer of a session, by id.
 pub(crate) const ALL: &str = "SELECT id, kind, hash, hash_is_min, usernames, phone, name, \
      last_seen FROM peers WHERE session = ?1 ORDER BY id";
@@ -228,6 +235,7 @@ mod tests {
         let conn = Connection::open_in_memory().expect("memory");
         crate::schema::prepare(&conn, "test", false).expect("schema");
         assert_seeks(&conn, BY_ID, "PRIMARY KEY");
+        assert_seeks(&conn, BY_ID_JOINED, "PRIMARY KEY");
         assert_seeks(&conn, BY_USERNAME, "PRIMARY KEY");
         assert_seeks(&conn, BY_PHONE, "peers_by_phone");
         assert_seeks(&conn, TAKE_PHONE, "peers_by_phone");

@@ -98,7 +98,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn auth_key(&self, auth_key_id: u64) -> Result<Option<AuthKey>> {
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 let mut stmt =
                     conn.prepare_cached("SELECT auth_key FROM auth_keys WHERE auth_key_id = ?1")?;
                 let mut rows = stmt.query([key_id(auth_key_id)])?;
@@ -156,7 +156,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn has_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "SELECT 1 FROM server_sessions WHERE auth_key_id = ?1 AND session_id = ?2",
@@ -183,7 +183,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn list_sessions(&self, auth_key_id: u64) -> Result<Vec<i64>> {
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT session_id FROM server_sessions WHERE auth_key_id = ?1 \
                      ORDER BY session_id",
@@ -220,7 +220,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn has_valid_salt(&self, auth_key_id: u64, salt: i64, t: i64) -> Result<bool> {
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "SELECT 1 FROM server_salts WHERE auth_key_id = ?1 AND salt = ?2 \
@@ -236,7 +236,7 @@ impl ServerStore for SqliteServerStore {
     async fn future_salts(&self, auth_key_id: u64, t: i64, n: usize) -> Result<Vec<ServerSalt>> {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT valid_since, valid_until, salt FROM server_salts \
                      WHERE auth_key_id = ?1 AND valid_until > ?2 \

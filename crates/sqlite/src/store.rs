@@ -541,7 +541,7 @@ impl SessionStore for SqliteStore {
 
     async fn list(&self) -> Result<Vec<String>> {
         self.db
-            .read(|conn| {
+            .read_one(|conn| {
                 let mut stmt = conn.prepare_cached("SELECT name FROM sessions ORDER BY name")?;
                 let names = stmt.query_map([], |r| r.get(0))?;
                 Ok(names.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -552,7 +552,7 @@ impl SessionStore for SqliteStore {
     async fn exists(&self, session: &str) -> Result<bool> {
         let name = session.to_owned();
         self.db
-            .read(move |conn| Ok(session_row(conn, &name)?.is_some()))
+            .read_one(move |conn| Ok(session_row(conn, &name)?.is_some()))
             .await
     }
 
@@ -620,7 +620,7 @@ impl SessionStore for SqliteStore {
     async fn home_dc(&self, session: &str) -> Result<i32> {
         let name = session.to_owned();
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 conn.prepare_cached("SELECT home_dc FROM sessions WHERE name = ?1")?
                     .query_row([&name], |r| r.get(0))
                     .optional()?
@@ -661,7 +661,7 @@ impl SessionStore for SqliteStore {
     async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
         let name = session.to_owned();
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 let row = conn
                     .prepare_cached(
                         "SELECT self_user_id, self_is_bot FROM sessions WHERE name = ?1",
@@ -698,7 +698,7 @@ impl SessionStore for SqliteStore {
     async fn metadata(&self, session: &str) -> Result<SessionMeta> {
         let name = session.to_owned();
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 conn.prepare_cached(
                     "SELECT api_id, test_mode, created_at_ms, updated_at_ms FROM sessions \
                      WHERE name = ?1",
@@ -739,7 +739,7 @@ impl SessionStore for SqliteStore {
     async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
         let name = session.to_owned();
         self.db
-            .read(move |conn| {
+            .read_one(move |conn| {
                 conn.prepare_cached("SELECT takeout_id FROM sessions WHERE name = ?1")?
                     .query_row([&name], |r| r.get(0))
                     .optional()?
@@ -789,6 +789,21 @@ impl SessionStore for SqliteStore {
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
         let name = session.to_owned();
+        if let [only] = ids {
+            // One statement: no read transaction needed.
+            let marked = only.marked();
+            return self
+                .db
+                .read_one(move |conn| {
+                    Ok(vec![lookup_joined(
+                        conn,
+                        peers::BY_ID_JOINED,
+                        &name,
+                        &marked,
+                    )?])
+                })
+                .await;
+        }
         let ids = ids.to_vec();
         self.db
             .read(move |conn| {
@@ -804,7 +819,7 @@ impl SessionStore for SqliteStore {
         let name = session.to_owned();
         let key = normalize_username(username);
         self.db
-            .read(move |conn| lookup_joined(conn, peers::BY_USERNAME, &name, &key))
+            .read_one(move |conn| lookup_joined(conn, peers::BY_USERNAME, &name, &key))
             .await
     }
 
@@ -812,7 +827,7 @@ impl SessionStore for SqliteStore {
         let name = session.to_owned();
         let phone = phone.to_owned();
         self.db
-            .read(move |conn| lookup_joined(conn, peers::BY_PHONE, &name, &phone))
+            .read_one(move |conn| lookup_joined(conn, peers::BY_PHONE, &name, &phone))
             .await
     }
 
@@ -886,9 +901,14 @@ impl SessionStore for SqliteStore {
 
 /// Runs a `sessions LEFT JOIN ... peers` lookup: `NotFound` when the session
 /// is missing, `None` when no peer matched.
-fn lookup_joined(conn: &Connection, sql: &str, name: &str, key: &str) -> R<Option<Peer>> {
+fn lookup_joined(
+    conn: &Connection,
+    sql: &str,
+    name: &str,
+    key: &dyn rusqlite::ToSql,
+) -> R<Option<Peer>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query([name, key])?;
+    let mut rows = stmt.query(params![name, key])?;
     let Some(row) = rows.next()? else {
         return Err(not_found(name));
     };
