@@ -28,9 +28,10 @@ const DC_KEY: u8 = 4;
 /// Encodes one DC option.
 pub(crate) fn encode_dc(dc: &DcOption) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 6 + 26 + 256);
-    let flags = u8::from(dc.ipv4.is_some()) * DC_IPV4
-        | u8::from(dc.ipv6.is_some()) * DC_IPV6
-        | u8::from(dc.auth_key.is_some()) * DC_KEY;
+    let flag = |present: bool, bit: u8| if present { bit } else { 0 };
+    let flags = flag(dc.ipv4.is_some(), DC_IPV4)
+        | flag(dc.ipv6.is_some(), DC_IPV6)
+        | flag(dc.auth_key.is_some(), DC_KEY);
     out.push(flags);
     if let Some(v4) = dc.ipv4 {
         out.extend_from_slice(&v4.ip().octets());

@@ -495,15 +495,17 @@ async fn lua_merge_matches_the_reference_table() {
 #[tokio::test]
 async fn import_of_a_large_session_and_copy_keep_everything() {
     scoped(|store, _prefix| async move {
-        let mut data = session_core::SessionData::default();
-        data.peers = (1..=20_000)
-            .map(|i| {
-                Peer::new(PeerId::user(i).expect("id"))
-                    .with_kind(PeerKind::User)
-                    .with_hash(i * 7)
-                    .with_username(format!("user{i}"))
-            })
-            .collect();
+        let mut data = session_core::SessionData {
+            peers: (1..=20_000)
+                .map(|i| {
+                    Peer::new(PeerId::user(i).expect("id"))
+                        .with_kind(PeerKind::User)
+                        .with_hash(i * 7)
+                        .with_username(format!("user{i}"))
+                })
+                .collect(),
+            ..Default::default()
+        };
         for i in 1..=3000 {
             data.update_state.channels.insert(i, i as i32);
         }

@@ -119,7 +119,7 @@ async fn store_survives_a_server_restart() {
         .with_kind(PeerKind::Bot)
         .with_username("B");
     store
-        .cache_peers("alice", &[peer.clone()])
+        .cache_peers("alice", std::slice::from_ref(&peer))
         .await
         .expect("scripts load again");
     assert_eq!(store.home_dc("alice").await.expect("read"), 5);
