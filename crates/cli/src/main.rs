@@ -443,6 +443,13 @@ async fn encode(format: StringFormat, src: &str, api_id: Option<i32>) -> Result<
     if data.api_id.is_none() {
         data.api_id = api_id;
     }
+    if format == StringFormat::Telethon && data.home_auth_key().is_none() {
+        // Telethon's StringSession.save() writes an empty string for a
+        // session without a key; print the same.
+        eprintln!("mtsession: warning: the session has no auth key; the Telethon string is empty");
+        out!("");
+        return Ok(());
+    }
     let encoded = StringSession::from_session_data(&data, format)?.encode()?;
     out!("{encoded}");
     Ok(())

@@ -339,3 +339,24 @@ fn usage_errors_exit_with_two() {
         "missing --format is a usage error"
     );
 }
+
+#[test]
+fn telethon_encode_equals_telethons_own_string_session_save() {
+    let path = root().join("fixtures/files/telethon_strings.json");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    let strings = expected["strings"].as_object().expect("strings");
+    assert!(
+        strings.len() >= 4,
+        "every Telethon v1 fixture has an expected string"
+    );
+    for (file, want) in strings {
+        let src = format!("telethon:{}", fixture(file).display());
+        let got = ok(&["string", "encode", "--format", "telethon", &src]);
+        assert_eq!(
+            got.trim_end_matches('\n'),
+            want.as_str().expect("string"),
+            "{file}"
+        );
+    }
+}
