@@ -15,12 +15,12 @@ use session_core::{
 use session_sqlite::foreign::Warning;
 
 /// fixtures/files in the workspace.
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/files")
 }
 
 /// The parsed manifest.json.
-pub fn manifest() -> Value {
+pub(crate) fn manifest() -> Value {
     let path = fixtures_dir().join("manifest.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -28,7 +28,7 @@ pub fn manifest() -> Value {
 }
 
 /// Every fixture: (file name, manifest entry).
-pub fn fixtures() -> Vec<(String, Value)> {
+pub(crate) fn fixtures() -> Vec<(String, Value)> {
     let manifest = manifest();
     let files = manifest["files"].as_object().expect("manifest has files");
     assert!(
@@ -47,8 +47,8 @@ fn opt_string(v: &Value) -> Option<String> {
     v.as_str().map(str::to_owned)
 }
 
-pub fn hex_decode(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+pub(crate) fn hex_decode(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
@@ -56,7 +56,7 @@ pub fn hex_decode(s: &str) -> Vec<u8> {
 }
 
 /// The manifest's `expected` object as `SessionData`.
-pub fn expected_data(expected: &Value) -> SessionData {
+pub(crate) fn expected_data(expected: &Value) -> SessionData {
     let dcs = expected["dcs"]
         .as_array()
         .expect("dcs")
@@ -157,7 +157,7 @@ pub fn expected_data(expected: &Value) -> SessionData {
 }
 
 /// The manifest's expected warnings as (table, rows).
-pub fn expected_warnings(expected: &Value) -> Vec<(String, u64)> {
+pub(crate) fn expected_warnings(expected: &Value) -> Vec<(String, u64)> {
     expected["warnings"]
         .as_array()
         .expect("warnings")
@@ -172,17 +172,17 @@ pub fn expected_warnings(expected: &Value) -> Vec<(String, u64)> {
 }
 
 /// (table, rows) of warnings.
-pub fn shape(warnings: &[Warning]) -> Vec<(String, u64)> {
+pub(crate) fn shape(warnings: &[Warning]) -> Vec<(String, u64)> {
     warnings.iter().map(|w| (w.table.clone(), w.rows)).collect()
 }
 
 /// A temporary folder for a test's files.
-pub fn temp_dir() -> tempfile::TempDir {
+pub(crate) fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
 /// Compares two sessions field by field, so a failure says where they differ.
-pub fn assert_same(context: &str, got: &SessionData, want: &SessionData) {
+pub(crate) fn assert_same(context: &str, got: &SessionData, want: &SessionData) {
     assert_eq!(got.home_dc, want.home_dc, "{context}: home_dc");
     assert_eq!(got.dcs, want.dcs, "{context}: dcs");
     assert_eq!(got.self_user, want.self_user, "{context}: self_user");
