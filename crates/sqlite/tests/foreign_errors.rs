@@ -511,3 +511,18 @@ fn export_warns_about_what_telethon_cannot_hold() {
         }]
     );
 }
+
+#[test]
+fn mtsessions_own_store_is_recognized_and_not_read_as_foreign() {
+    let dir = temp_dir();
+    let path = dir.path().join("own.sqlite");
+    let store = session_sqlite::SqliteStore::open(&path).expect("open store");
+    drop(store);
+    assert_eq!(
+        foreign::detect(&path).expect("detect"),
+        ForeignFormat::Mtsession
+    );
+    let e = foreign::read_foreign(&path).expect_err("not foreign");
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("mtsession SQLite store"), "{e}");
+}
