@@ -475,7 +475,7 @@ pub fn run_store_test<F, C, Fut>(
         Arc::new(factory())
     };
     let outcome = runtime.block_on(try_run_case(factory, declared, case_name, case));
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(10));
     if let Err(failure) = outcome {
         failure.raise();
     }
@@ -494,7 +494,7 @@ where
         Arc::new(factory())
     };
     let outcome = runtime.block_on(try_run_server_case(factory, case_name, case));
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(10));
     if let Err(failure) = outcome {
         failure.raise();
     }

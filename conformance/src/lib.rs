@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use session_core::{Result, ServerStore, SessionStore};
 
 pub mod cases;
@@ -16,6 +15,9 @@ pub use harness::{
     CaseError, CaseFailure, CaseInfo, CaseResult, Ctx, FailureStage, Namespace, Requirement,
     try_run_case, try_run_server_case,
 };
+
+/// Re-exported so that a factory can be written without a direct dependency.
+pub use async_trait::async_trait;
 
 #[doc(hidden)]
 pub mod __private {
