@@ -499,3 +499,47 @@ where
         failure.raise();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fails() -> CaseResult {
+        Err(Error::invalid("boom"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn case_errors_point_at_the_question_mark() {
+        let line = line!() - 6;
+        let error = fails().expect_err("fails() returns an error");
+        assert_eq!(error.location().file(), file!());
+        assert_eq!(error.location().line(), line, "{error}");
+        assert!(error.to_string().contains("InvalidInput"), "{error}");
+    }
+
+    #[test]
+    fn requirements_follow_capabilities() {
+        let none = Capabilities::NONE;
+        assert!(Requirement::None.met_by(none));
+        assert!(!Requirement::Durable.met_by(none));
+        assert!(Requirement::Durable.met_by(none.durable(true)));
+        let shared = none.shared_between_processes(true);
+        assert!(!Requirement::SharedBetweenProcessesAndLeases.met_by(shared));
+        assert!(Requirement::SharedBetweenProcessesAndLeases.met_by(shared.leases(true)));
+    }
+
+    #[test]
+    fn every_listed_case_names_its_requirement() {
+        let gated = crate::STORE_CASES
+            .iter()
+            .filter(|c| c.requires != Requirement::None)
+            .count();
+        assert_eq!(gated, 19, "gated store cases");
+        assert!(
+            crate::SERVER_CASES
+                .iter()
+                .all(|c| c.requires == Requirement::None)
+        );
+    }
+}
