@@ -337,6 +337,15 @@ where
     }
 }
 
+/// A failure to create or open the case's namespace (e.g. no server).
+fn setup_failure(case: &'static str, call: &str, error: &Error) -> CaseFailure {
+    CaseFailure::new(
+        case,
+        FailureStage::Setup,
+        format!("{call} failed: {}", error_chain(error)),
+    )
+}
+
 /// Appends a cleanup failure to the case's own outcome.
 fn with_cleanup(
     case: &'static str,
@@ -376,13 +385,10 @@ where
     C: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = CaseResult>,
 {
-    let name = factory.create_namespace().await.map_err(|e| {
-        CaseFailure::new(
-            case_name,
-            FailureStage::Setup,
-            format!("create_namespace failed: {}", error_chain(&e)),
-        )
-    })?;
+    let name = factory
+        .create_namespace()
+        .await
+        .map_err(|e| setup_failure(case_name, "create_namespace()", &e))?;
     let namespace = Namespace {
         factory: Arc::clone(&factory),
         name: name.clone(),
@@ -390,11 +396,7 @@ where
     };
     let outcome = match namespace.open().await {
         Ok(ctx) => guarded(case_name, case(ctx)).await,
-        Err(e) => Err(CaseFailure::new(
-            case_name,
-            FailureStage::Setup,
-            format!("open({name:?}) failed: {}", error_chain(&e)),
-        )),
+        Err(e) => Err(setup_failure(case_name, &format!("open({name:?})"), &e)),
     };
     drop(namespace);
     let cleanup = factory.drop_namespace(&name).await;
@@ -411,20 +413,13 @@ where
     C: FnOnce(Arc<dyn ServerStore>) -> Fut,
     Fut: Future<Output = CaseResult>,
 {
-    let name = factory.create_namespace().await.map_err(|e| {
-        CaseFailure::new(
-            case_name,
-            FailureStage::Setup,
-            format!("create_namespace failed: {}", error_chain(&e)),
-        )
-    })?;
+    let name = factory
+        .create_namespace()
+        .await
+        .map_err(|e| setup_failure(case_name, "create_namespace()", &e))?;
     let outcome = match factory.open(&name).await {
         Ok(store) => guarded(case_name, case(store)).await,
-        Err(e) => Err(CaseFailure::new(
-            case_name,
-            FailureStage::Setup,
-            format!("open({name:?}) failed: {}", error_chain(&e)),
-        )),
+        Err(e) => Err(setup_failure(case_name, &format!("open({name:?})"), &e)),
     };
     let cleanup = factory.drop_namespace(&name).await;
     with_cleanup(case_name, &name, outcome, cleanup)
