@@ -253,3 +253,67 @@ return 0
 ",
     )
 });
+
+/// Reads whole hashes of one session.
+///
+/// KEYS[1]: meta; KEYS[2..]: hashes to read. Returns {0} if the session is
+/// missing, else {1, HGETALL KEYS[2], HGETALL KEYS[3], ...}.
+pub(crate) static READ_HASHES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local out = {1}
+for i = 2, #KEYS do out[#out + 1] = redis.call('HGETALL', KEYS[i]) end
+return out
+",
+    )
+});
+
+/// Reads fields of one hash of a session.
+///
+/// KEYS[1]: meta, KEYS[2]: the hash. ARGV: fields. Returns {0} if the
+/// session is missing, else {1, {value or nil, ...}} in the order asked.
+pub(crate) static READ_FIELDS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local values = {}
+local i = 1
+while i <= #ARGV do
+  local chunk = {}
+  for j = i, math.min(i + 999, #ARGV) do chunk[#chunk + 1] = ARGV[j] end
+  local got = redis.call('HMGET', KEYS[2], unpack(chunk))
+  for j = 1, #chunk do values[#values + 1] = got[j] end
+  i = i + #chunk
+end
+return {1, values}
+",
+    )
+});
+
+/// Counts the fields of one hash of a session.
+///
+/// KEYS[1]: meta, KEYS[2]: the hash. Returns -1 if the session is missing.
+pub(crate) static COUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HLEN', KEYS[2])
+",
+    )
+});
+
+/// Deletes a session.
+///
+/// KEYS[1..n]: the session's keys (meta first), KEYS[n+1]: the session
+/// index. ARGV[1]: the name. Returns 1 if the session existed.
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local existed = redis.call('EXISTS', KEYS[1])
+for i = 1, #KEYS - 1 do redis.call('DEL', KEYS[i]) end
+redis.call('ZREM', KEYS[#KEYS], ARGV[1])
+return existed
+",
+    )
+});

@@ -263,6 +263,8 @@ impl RedisStore {
 
     async fn check_schema(&self) -> Result<()> {
         let key = self.keys.schema();
+        // Not MULTI: the first command on a connection may be refused (e.g.
+        // NOAUTH), and a refused MULTI trips up the client library.
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&key)
@@ -359,18 +361,88 @@ impl RedisStore {
     /// Reads one whole hash of an existing session, atomically with the
     /// existence check.
     async fn hash(&self, session: &str, which: usize) -> Result<HashMap<Bytes, Bytes>> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .exists(self.key(session, META))
-            .hgetall(self.key(session, which));
-        let (exists, map): (bool, HashMap<Bytes, Bytes>) = pipe
-            .query_async(&mut self.con())
+        let mut maps = self.hashes(session, &[which]).await?;
+        maps.pop()
+            .ok_or_else(|| Error::backend(BACKEND, "the read script answered no hash"))
+    }
+
+    /// Reads whole hashes of an existing session in one script call,
+    /// atomically with the existence check.
+    async fn hashes(&self, session: &str, which: &[usize]) -> Result<Vec<HashMap<Bytes, Bytes>>> {
+        let mut inv = scripts::READ_HASHES.prepare_invoke();
+        inv.key(self.key(session, META));
+        for w in which {
+            inv.key(self.key(session, *w));
+        }
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.con())
             .await
             .map_err(|e| self.err(e))?;
-        if !exists {
-            return Err(Error::session_not_found(session));
+        let mut reply = reply.into_iter();
+        match reply.next() {
+            Some(Value::Int(1)) => {}
+            Some(Value::Int(0)) => return Err(Error::session_not_found(session)),
+            other => return Err(unexpected("read", &other)),
         }
-        Ok(map)
+        let maps = reply
+            .map(|v| {
+                redis::from_redis_value::<HashMap<Bytes, Bytes>>(v)
+                    .map_err(|e| Error::backend(BACKEND, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if maps.len() != which.len() {
+            return Err(Error::backend(
+                BACKEND,
+                format!(
+                    "the read script answered {} hashes for {}",
+                    maps.len(),
+                    which.len()
+                ),
+            ));
+        }
+        Ok(maps)
+    }
+
+    /// Reads fields of one hash of an existing session, in the order asked.
+    async fn fields(
+        &self,
+        session: &str,
+        which: usize,
+        fields: &[Bytes],
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut inv = scripts::READ_FIELDS.prepare_invoke();
+        inv.key(self.key(session, META))
+            .key(self.key(session, which));
+        for f in fields {
+            inv.arg(f.as_slice());
+        }
+        let reply: Vec<Value> = inv
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut reply = reply.into_iter();
+        match reply.next() {
+            Some(Value::Int(1)) => {}
+            Some(Value::Int(0)) => return Err(Error::session_not_found(session)),
+            other => return Err(unexpected("field read", &other)),
+        }
+        let values = match reply.next() {
+            // An empty Lua table comes back as an empty array.
+            Some(v) => redis::from_redis_value::<Vec<Option<Bytes>>>(v)
+                .map_err(|e| Error::backend(BACKEND, e))?,
+            None => Vec::new(),
+        };
+        if values.len() != fields.len() {
+            return Err(Error::backend(
+                BACKEND,
+                format!(
+                    "the read script answered {} values for {} fields",
+                    values.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        Ok(values)
     }
 
     fn decode_dcs(&self, session: &str, map: HashMap<Bytes, Bytes>) -> Result<Vec<DcOption>> {
@@ -557,6 +629,13 @@ fn install_crypto_provider() {
     }
 }
 
+fn unexpected(script: &str, reply: &Option<Value>) -> Error {
+    Error::backend(
+        BACKEND,
+        format!("unexpected reply from the {script} script: {reply:?}"),
+    )
+}
+
 fn self_user_from(key: &str, id: Option<&[u8]>, bot: Option<&[u8]>) -> Result<Option<SelfUser>> {
     let Some(id) = parse_opt::<i64>(key, field::SELF_ID, id)? else {
         return Ok(None);
@@ -617,18 +696,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, session: &str) -> Result<bool> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .exists(self.key(session, META))
-            .del(self.keys.session_all(session))
-            .ignore()
-            .zrem(self.keys.sessions(), session)
-            .ignore();
-        let (existed,): (bool,) = pipe
-            .query_async(&mut self.con())
+        let mut inv = scripts::DELETE.prepare_invoke();
+        for k in self.keys.session_all(session) {
+            inv.key(k);
+        }
+        inv.key(self.keys.sessions()).arg(session);
+        let existed: i64 = inv
+            .invoke_async(&mut self.con())
             .await
             .map_err(|e| self.err(e))?;
-        Ok(existed)
+        Ok(existed == 1)
     }
 
     async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
@@ -665,19 +742,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn export(&self, session: &str) -> Result<SessionData> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for which in [META, DCS, STATE, CHANNELS, PEERS, FILES] {
-            pipe.hgetall(self.key(session, which));
-        }
-        type Map = HashMap<Bytes, Bytes>;
-        let (meta, dcs, state, channels, peers, files): (Map, Map, Map, Map, Map, Map) = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if meta.is_empty() {
-            return Err(Error::session_not_found(session));
-        }
+        let maps = self
+            .hashes(session, &[META, DCS, STATE, CHANNELS, PEERS, FILES])
+            .await?;
+        let [meta, dcs, state, channels, peers, files]: [HashMap<Bytes, Bytes>; 6] =
+            maps.try_into().map_err(|_| {
+                Error::backend(
+                    BACKEND,
+                    "the read script answered the wrong number of hashes",
+                )
+            })?;
         let (home_dc, self_user, m, takeout_id) = self.decode_meta(session, &meta)?;
         let pkey = self.key(session, PEERS);
         let fkey = self.key(session, FILES);
@@ -810,19 +884,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .exists(self.key(session, META))
-            .hgetall(self.key(session, STATE))
-            .hgetall(self.key(session, CHANNELS));
-        type Map = HashMap<Bytes, Bytes>;
-        let (exists, state, channels): (bool, Map, Map) = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if !exists {
-            return Err(Error::session_not_found(session));
-        }
+        let maps = self.hashes(session, &[STATE, CHANNELS]).await?;
+        let [state, channels]: [HashMap<Bytes, Bytes>; 2] = maps.try_into().map_err(|_| {
+            Error::backend(
+                BACKEND,
+                "the read script answered the wrong number of hashes",
+            )
+        })?;
         self.decode_state(session, state, channels)
     }
 
@@ -896,28 +964,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().exists(self.key(session, META));
-        if ids.is_empty() {
-            let (exists,): (bool,) = pipe
-                .query_async(&mut self.con())
-                .await
-                .map_err(|e| self.err(e))?;
-            return if exists {
-                Ok(Vec::new())
-            } else {
-                Err(Error::session_not_found(session))
-            };
-        }
-        let fields: Vec<String> = ids.iter().map(|id| id.marked().to_string()).collect();
-        pipe.cmd("HMGET").arg(self.key(session, PEERS)).arg(&fields);
-        let (exists, raws): (bool, Vec<Option<Bytes>>) = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if !exists {
-            return Err(Error::session_not_found(session));
-        }
+        let fields: Vec<Bytes> = ids.iter().map(|id| num(id.marked())).collect();
+        let raws = self.fields(session, PEERS, &fields).await?;
         let key = self.key(session, PEERS);
         raws.iter()
             .map(|raw| raw.as_deref().map(|r| decode_peer(&key, r)).transpose())
@@ -934,34 +982,21 @@ impl SessionStore for RedisStore {
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .exists(self.key(session, META))
-            .hlen(self.key(session, PEERS));
-        let (exists, count): (bool, u64) = pipe
-            .query_async(&mut self.con())
+        let count: i64 = scripts::COUNT
+            .key(self.key(session, META))
+            .key(self.key(session, PEERS))
+            .invoke_async(&mut self.con())
             .await
             .map_err(|e| self.err(e))?;
-        if exists {
-            Ok(count)
-        } else {
-            Err(Error::session_not_found(session))
-        }
+        u64::try_from(count).map_err(|_| Error::session_not_found(session))
     }
 
     async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .exists(self.key(session, META))
-            .hget(self.key(session, FILES), encode_file_key(key));
-        let (exists, raw): (bool, Option<Bytes>) = pipe
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if !exists {
-            return Err(Error::session_not_found(session));
-        }
-        raw.map(|r| decode_file(&self.key(session, FILES), &r))
+        let mut values = self.fields(session, FILES, &[encode_file_key(key)]).await?;
+        values
+            .pop()
+            .flatten()
+            .map(|r| decode_file(&self.key(session, FILES), &r))
             .transpose()
     }
 
