@@ -178,10 +178,15 @@ impl RedisStoreBuilder {
                     client_tls: None,
                     root_cert: Some(pem),
                 },
-            ),
-            None => Client::open(info),
-        }
-        .map_err(bad_url)?;
+            )
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "the TLS root certificate for {shown} could not be used \
+                     (expected a PEM certificate): {e}"
+                ))
+            })?,
+            None => Client::open(info).map_err(bad_url)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
@@ -382,12 +387,12 @@ impl RedisStore {
         match reply.next() {
             Some(Value::Int(1)) => {}
             Some(Value::Int(0)) => return Err(Error::session_not_found(session)),
-            other => return Err(unexpected("read", &other)),
+            other => return Err(unexpected("read", other.as_ref())),
         }
         let maps = reply
             .map(|v| {
                 redis::from_redis_value::<HashMap<Bytes, Bytes>>(v)
-                    .map_err(|e| Error::backend(BACKEND, e))
+                    .map_err(|_| unexpected("read", Some(&Value::Nil)))
             })
             .collect::<Result<Vec<_>>>()?;
         if maps.len() != which.len() {
@@ -424,12 +429,12 @@ impl RedisStore {
         match reply.next() {
             Some(Value::Int(1)) => {}
             Some(Value::Int(0)) => return Err(Error::session_not_found(session)),
-            other => return Err(unexpected("field read", &other)),
+            other => return Err(unexpected("field read", other.as_ref())),
         }
         let values = match reply.next() {
             // An empty Lua table comes back as an empty array.
             Some(v) => redis::from_redis_value::<Vec<Option<Bytes>>>(v)
-                .map_err(|e| Error::backend(BACKEND, e))?,
+                .map_err(|_| unexpected("field read", Some(&Value::Nil)))?,
             None => Vec::new(),
         };
         if values.len() != fields.len() {
@@ -612,10 +617,7 @@ impl RedisStore {
             [Value::Int(1), Value::BulkString(raw)] => {
                 Ok(Some(decode_peer(&self.key(session, PEERS), raw)?))
             }
-            other => Err(Error::backend(
-                BACKEND,
-                format!("unexpected reply from the peer lookup script: {other:?}"),
-            )),
+            other => Err(unexpected("peer lookup", other.first())),
         }
     }
 }
@@ -629,10 +631,21 @@ fn install_crypto_provider() {
     }
 }
 
-fn unexpected(script: &str, reply: &Option<Value>) -> Error {
+/// A script answered something it never answers. The message names only
+/// the reply's shape: replies can hold key material.
+fn unexpected(script: &str, reply: Option<&Value>) -> Error {
+    let shape = match reply {
+        None => "nothing",
+        Some(Value::Nil) => "a value of the wrong type",
+        Some(Value::Int(_)) => "an integer",
+        Some(Value::BulkString(_)) => "a string",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::SimpleString(_) | Value::Okay) => "a status",
+        Some(_) => "a value of another type",
+    };
     Error::backend(
         BACKEND,
-        format!("unexpected reply from the {script} script: {reply:?}"),
+        format!("unexpected reply from the {script} script: {shape}"),
     )
 }
 
@@ -1040,10 +1053,7 @@ impl SessionStore for RedisStore {
                     until_ms: parse_num(&key, "(expiry)", until)?,
                 })
             }
-            other => Err(Error::backend(
-                BACKEND,
-                format!("unexpected reply from the lease script: {other:?}"),
-            )),
+            other => Err(unexpected("lease", other.first())),
         }
     }
 

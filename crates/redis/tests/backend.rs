@@ -523,3 +523,17 @@ async fn import_of_a_large_session_and_copy_keep_everything() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_bad_tls_root_certificate_is_invalid_input() {
+    let url = "rediss://:hunter2@127.0.0.1:1";
+    let pem = b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
+    let err = RedisStore::builder(url)
+        .tls_root_certificate(pem.to_vec())
+        .open()
+        .await
+        .expect_err("bad certificate");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    assert!(err.to_string().contains("root certificate"), "{err}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+}
