@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
@@ -37,6 +38,14 @@ pub const DEFAULT_PREFIX: &str = "mtsession_";
 /// with [`Error::Unavailable`], unless the URL sets `serverSelectionTimeoutMS`.
 pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a write lock (used only without transactions) lives unless released.
+pub(crate) const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// Values per `$in` list. Large `$in` lists cost time quadratic in their
+/// length on SecantusDB (a 10 000-value list takes minutes); chunks keep
+/// every query linear there and cost real MongoDB nothing for usual batches.
+const IN_CHUNK: usize = 100;
+
 /// Statements per `update` command when peers are written.
 const UPDATE_CHUNK_STATEMENTS: usize = 1_000;
 /// Bytes of statements per `update` command (well below the 16 MiB limit).
@@ -47,41 +56,45 @@ const UPDATE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// With transactions the body runs inside one, which is committed at the
 /// end, and the whole unit is retried (with backoff) after a transient
 /// error such as a write conflict with a concurrent transaction. Without
-/// transactions the body's operations run one after the other.
+/// transactions the body's operations run one after the other while the
+/// store holds the write locks of the sessions listed in `[...]`, so that
+/// writers through this crate still never interleave on one session.
 macro_rules! atomically {
-    ($store:expr, |$s:ident| $body:block) => {{
+    ($store:expr, [$($lock:expr),* $(,)?], |$s:ident| $body:block) => {{
         let store: &MongoStore = $store;
-        let mut backoff = Backoff::new();
-        loop {
-            let mut $s: ClientSession = store.client.start_session().await.db()?;
-            if store.transactions {
+        if store.transactions {
+            let mut backoff = Backoff::new();
+            loop {
+                let mut $s: ClientSession = store.client.start_session().await.db()?;
                 $s.start_transaction().await.db()?;
-            }
-            let outcome = async { $body };
-            let outcome: std::result::Result<_, Fail> = outcome.await;
-            match outcome {
-                Ok(value) => {
-                    if !store.transactions {
-                        break Ok(value);
-                    }
-                    match commit(&mut $s).await {
+                let outcome = async { $body };
+                let outcome: std::result::Result<_, Fail> = outcome.await;
+                match outcome {
+                    Ok(value) => match commit(&mut $s).await {
                         Ok(()) => break Ok(value),
                         Err(e) if is_transient(&e) && backoff.wait().await => continue,
                         Err(e) => break Err(db_error(e)),
-                    }
-                }
-                Err(fail) => {
-                    if store.transactions {
+                    },
+                    Err(fail) => {
                         // Best effort: the server also aborts an abandoned
                         // transaction after its lifetime limit.
                         let _ = $s.abort_transaction().await;
-                    }
-                    match fail {
-                        Fail::Db(e) if is_transient(&e) && backoff.wait().await => continue,
-                        fail => break Err(fail_error(fail)),
+                        match fail {
+                            Fail::Db(e) if is_transient(&e) && backoff.wait().await => continue,
+                            fail => break Err(fail_error(fail)),
+                        }
                     }
                 }
             }
+        } else {
+            let locks = store.lock_sessions(&[$($lock),*]).await?;
+            let outcome = async {
+                let mut $s: ClientSession = store.client.start_session().await?;
+                $body
+            };
+            let outcome: std::result::Result<_, Fail> = outcome.await;
+            store.unlock_sessions(locks).await;
+            outcome.map_err(fail_error)
         }
     }};
 }
@@ -236,6 +249,7 @@ impl MongoStoreBuilder {
             peers: db.collection(&name("peers")),
             files: db.collection(&name("files")),
             leases: db.collection(&name("leases")),
+            locks: db.collection(&name("locks")),
             meta: db.collection(&name("meta")),
             peers_name: name("peers"),
             transactions: self.use_transactions && server.transactions,
@@ -325,6 +339,7 @@ pub struct MongoStore {
     peers_name: String,
     files: Collection<Document>,
     leases: Collection<Document>,
+    locks: Collection<Document>,
     meta: Collection<Document>,
 }
 
@@ -534,16 +549,87 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Without transactions: takes the write locks of `sessions` (in a fixed
+    /// order, so two callers never wait on each other in a cycle). A lock
+    /// is a document in `{prefix}locks` that expires after [`LOCK_TTL`], so
+    /// a crashed holder blocks nobody for long.
+    async fn lock_sessions(&self, sessions: &[&str]) -> Result<Vec<(String, ObjectId)>> {
+        let names: BTreeSet<&str> = sessions.iter().copied().collect();
+        let mut held = Vec::with_capacity(names.len());
+        for name in names {
+            match self.lock_session_document(name).await {
+                Ok(token) => held.push((name.to_owned(), token)),
+                Err(e) => {
+                    self.unlock_sessions(held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    async fn lock_session_document(&self, session: &str) -> Result<ObjectId> {
+        let token = ObjectId::new();
+        let ttl_ms = i64::try_from(LOCK_TTL.as_millis()).unwrap_or(i64::MAX);
+        let mut backoff = Backoff::new();
+        loop {
+            let now = now_ms();
+            let result = self
+                .locks
+                .update_one(
+                    doc! { "_id": session, "expires_at": { "$lte": DateTime::from_millis(now) } },
+                    doc! { "$set": { "token": token, "expires_at": DateTime::from_millis(now.saturating_add(ttl_ms)) } },
+                )
+                .upsert(true)
+                .await;
+            match result {
+                Ok(_) => return Ok(token),
+                // Held by another writer: wait for it.
+                Err(e) if is_duplicate_key(&e) => {
+                    if !backoff.wait().await {
+                        return Err(Error::backend(
+                            BACKEND,
+                            WriteCommandError {
+                                command: "lock",
+                                code: 0,
+                                message: format!(
+                                    "gave up waiting for the write lock of session {session:?} after {:?}",
+                                    crate::retry::MAX_RETRY_TIME
+                                ),
+                            },
+                        ));
+                    }
+                }
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+    }
+
+    /// Gives write locks back. A lock that cannot be removed (the server went
+    /// away) expires by itself.
+    async fn unlock_sessions(&self, held: Vec<(String, ObjectId)>) {
+        for (session, token) in held {
+            let _ = self
+                .locks
+                .delete_one(doc! { "_id": session, "token": token })
+                .await;
+        }
+    }
+
     /// Every document of `collection` matching `filter`, inside a unit of work.
     async fn find_all(
         collection: &Collection<Document>,
         s: &mut ClientSession,
         filter: Document,
         sort: Option<Document>,
+        projection: Option<Document>,
     ) -> std::result::Result<Vec<Document>, Fail> {
         let mut find = collection.find(filter);
         if let Some(sort) = sort {
             find = find.sort(sort);
+        }
+        if let Some(projection) = projection {
+            find = find.projection(projection);
         }
         let mut cursor = find.session(&mut *s).await?;
         let docs: Vec<Document> = cursor.stream(&mut *s).try_collect().await?;
@@ -687,32 +773,47 @@ impl SessionStore for MongoStore {
     }
 
     async fn create(&self, session: &str) -> Result<()> {
-        if !self.transactions {
-            // Without transactions a delete interrupted half-way may have
-            // left peers or files of a former session of this name behind.
-            if self.exists(session).await? {
-                return Err(Error::session_exists(session));
-            }
-            self.peers
-                .delete_many(doc! { "session": session })
-                .await
-                .db()?;
-            self.files
-                .delete_many(doc! { "session": session })
-                .await
-                .db()?;
-        }
         let now = now_ms();
         let doc = codec::session_doc(session, &SessionData::default(), now, now, 0);
-        match self.sessions.insert_one(doc).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => Err(Error::session_exists(session)),
-            Err(e) => Err(db_error(e)),
+        if self.transactions {
+            // One insert: a session's peers and files never outlive it,
+            // since delete removes them in the same transaction.
+            return match self.sessions.insert_one(doc).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate_key(&e) => Err(Error::session_exists(session)),
+                Err(e) => Err(db_error(e)),
+            };
         }
+        atomically!(self, [session], |s| {
+            let existing = self
+                .sessions
+                .find_one(doc! { "_id": session })
+                .projection(doc! { "_id": 1 })
+                .session(&mut s)
+                .await?;
+            if existing.is_some() {
+                return Err(Fail::Store(Error::session_exists(session)));
+            }
+            // Without transactions a delete interrupted half-way may have
+            // left peers or files of a former session of this name behind.
+            self.peers
+                .delete_many(doc! { "session": session })
+                .session(&mut s)
+                .await?;
+            self.files
+                .delete_many(doc! { "session": session })
+                .session(&mut s)
+                .await?;
+            match self.sessions.insert_one(doc.clone()).session(&mut s).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate_key(&e) => Err(Fail::Store(Error::session_exists(session))),
+                Err(e) => Err(Fail::Db(e)),
+            }
+        })
     }
 
     async fn delete(&self, session: &str) -> Result<bool> {
-        atomically!(self, |s| {
+        atomically!(self, [session], |s| {
             let deleted = self
                 .sessions
                 .delete_one(doc! { "_id": session })
@@ -731,7 +832,7 @@ impl SessionStore for MongoStore {
     }
 
     async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        atomically!(self, |s| {
+        atomically!(self, [from, to], |s| {
             let Some(mut doc) = self
                 .sessions
                 .find_one(doc! { "_id": from })
@@ -788,8 +889,8 @@ impl SessionStore for MongoStore {
                 .session(&mut s)
                 .await?;
             for collection in [&self.peers, &self.files] {
-                let docs =
-                    Self::find_all(collection, &mut s, doc! { "session": from }, None).await?;
+                let docs = Self::find_all(collection, &mut s, doc! { "session": from }, None, None)
+                    .await?;
                 let docs = docs
                     .into_iter()
                     .map(|mut doc| {
@@ -809,7 +910,7 @@ impl SessionStore for MongoStore {
     }
 
     async fn export(&self, session: &str) -> Result<SessionData> {
-        let (doc, peers, files) = atomically!(self, |s| {
+        let (doc, peers, files) = atomically!(self, [session], |s| {
             let Some(doc) = self
                 .sessions
                 .find_one(doc! { "_id": session })
@@ -823,10 +924,12 @@ impl SessionStore for MongoStore {
                 &mut s,
                 doc! { "session": session },
                 Some(doc! { "session": 1, "id": 1 }),
+                None,
             )
             .await?;
             let files =
-                Self::find_all(&self.files, &mut s, doc! { "session": session }, None).await?;
+                Self::find_all(&self.files, &mut s, doc! { "session": session }, None, None)
+                    .await?;
             Ok((doc, peers, files))
         })?;
         let stored = codec::decode_session(&doc, &self.session_what(session))?;
@@ -857,7 +960,7 @@ impl SessionStore for MongoStore {
         for peer in &data.peers {
             table.upsert(peer);
         }
-        atomically!(self, |s| {
+        atomically!(self, [session], |s| {
             let existing = self
                 .sessions
                 .find_one(doc! { "_id": session })
@@ -1053,15 +1156,13 @@ impl SessionStore for MongoStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        atomically!(self, |s| {
+        atomically!(self, [session], |s| {
             self.lock_session(&mut s, session).await?;
-            let stored = Self::find_all(
-                &self.peers,
-                &mut s,
-                doc! { "session": session, "id": { "$in": &ids } },
-                None,
-            )
-            .await?;
+            let mut stored = Vec::new();
+            for chunk in ids.chunks(IN_CHUNK) {
+                let filter = doc! { "session": session, "id": { "$in": chunk } };
+                stored.extend(Self::find_all(&self.peers, &mut s, filter, None, None).await?);
+            }
             let stored = self.decode_peers(&stored)?;
             // Merge in memory with the reference rules, starting from what
             // is stored for these ids.
@@ -1080,27 +1181,62 @@ impl SessionStore for MongoStore {
             self.write_peers(&mut s, session, &changed).await?;
             // Usernames and phones now belong to the peers of this batch:
             // take them from every other peer of the session.
-            let keys: BTreeSet<String> = table.iter().flat_map(Peer::username_keys).collect();
-            if !keys.is_empty() {
-                let keys: Vec<&String> = keys.iter().collect();
+            let keys: Vec<String> = table
+                .iter()
+                .flat_map(Peer::username_keys)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let phones: Vec<String> = table
+                .iter()
+                .filter_map(|p| p.phone.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let batch: BTreeSet<i64> = ids.iter().copied().collect();
+            let mut lost_keys = BTreeSet::new();
+            let mut key_losers = BTreeSet::new();
+            for chunk in keys.chunks(IN_CHUNK) {
+                let filter = doc! { "session": session, "usernames.key": { "$in": chunk } };
+                for doc in Self::find_all(&self.peers, &mut s, filter, None, None).await? {
+                    let peer = codec::decode_peer(&doc, self.peers.name())?;
+                    if !batch.contains(&peer.id.marked()) {
+                        key_losers.insert(peer.id.marked());
+                        lost_keys.extend(
+                            peer.username_keys()
+                                .into_iter()
+                                .filter(|k| keys.binary_search(k).is_ok()),
+                        );
+                    }
+                }
+            }
+            if !key_losers.is_empty() {
+                let losers: Vec<i64> = key_losers.into_iter().collect();
+                let lost: Vec<String> = lost_keys.into_iter().collect();
                 self.peers
                     .update_many(
-                        doc! {
-                            "session": session,
-                            "id": { "$nin": &ids },
-                            "usernames.key": { "$in": &keys },
-                        },
-                        doc! { "$pull": { "usernames": { "key": { "$in": &keys } } } },
+                        doc! { "session": session, "id": { "$in": losers } },
+                        doc! { "$pull": { "usernames": { "key": { "$in": lost } } } },
                     )
                     .session(&mut s)
                     .await?;
             }
-            let phones: BTreeSet<&String> = table.iter().filter_map(|p| p.phone.as_ref()).collect();
-            if !phones.is_empty() {
-                let phones: Vec<&String> = phones.into_iter().collect();
+            let mut phone_losers = BTreeSet::new();
+            for chunk in phones.chunks(IN_CHUNK) {
+                let filter = doc! { "session": session, "phone": { "$in": chunk } };
+                let projection = Some(doc! { "id": 1 });
+                for doc in Self::find_all(&self.peers, &mut s, filter, None, projection).await? {
+                    let id = Fields::new(&doc, self.what(&self.peers)).i64("id")?;
+                    if !batch.contains(&id) {
+                        phone_losers.insert(id);
+                    }
+                }
+            }
+            if !phone_losers.is_empty() {
+                let losers: Vec<i64> = phone_losers.into_iter().collect();
                 self.peers
                     .update_many(
-                        doc! { "session": session, "id": { "$nin": &ids }, "phone": { "$in": &phones } },
+                        doc! { "session": session, "id": { "$in": losers } },
                         doc! { "$unset": { "phone": "" } },
                     )
                     .session(&mut s)
@@ -1117,19 +1253,23 @@ impl SessionStore for MongoStore {
         }
         let unique: BTreeSet<i64> = ids.iter().map(|id| id.marked()).collect();
         let unique: Vec<i64> = unique.into_iter().collect();
-        let filter = if let [one] = unique.as_slice() {
-            doc! { "session": session, "id": one }
-        } else {
-            doc! { "session": session, "id": { "$in": &unique } }
-        };
-        let docs: Vec<Document> = self
-            .peers
-            .find(filter)
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let mut docs: Vec<Document> = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(IN_CHUNK) {
+            let filter = if let [one] = chunk {
+                doc! { "session": session, "id": one }
+            } else {
+                doc! { "session": session, "id": { "$in": chunk } }
+            };
+            let found: Vec<Document> = self
+                .peers
+                .find(filter)
+                .await
+                .db()?
+                .try_collect()
+                .await
+                .db()?;
+            docs.extend(found);
+        }
         if docs.len() < unique.len() {
             self.require(session).await?;
         }
@@ -1204,7 +1344,7 @@ impl SessionStore for MongoStore {
         key: &SentFileKey,
         file: &SentFile,
     ) -> Result<()> {
-        atomically!(self, |s| {
+        atomically!(self, [session], |s| {
             self.lock_session(&mut s, session).await?;
             self.files
                 .update_one(

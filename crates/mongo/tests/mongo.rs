@@ -427,6 +427,26 @@ async fn concurrent_batches_with_transactions() {
 }
 
 #[tokio::test]
+async fn concurrent_batches_without_transactions() {
+    with_database(|db| async move {
+        let store = MongoStore::builder(common::url())
+            .database(&db)
+            .use_transactions(false)
+            .open()
+            .await
+            .expect("open");
+        concurrent_batches(Arc::new(store)).await;
+        // Every write lock was given back.
+        let client = common::client().await;
+        let locks = client
+            .database(&db)
+            .collection::<Document>("mtsession_locks");
+        assert_eq!(locks.count_documents(doc! {}).await.expect("count"), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn fallback_without_transactions_keeps_the_rules() {
     with_database(|db| async move {
         let store: Arc<dyn SessionStore> = Arc::new(
