@@ -126,6 +126,17 @@ fn lookups(c: &mut Criterion) {
         });
     }
     let mut group = configure(c);
+    // The floor under every SQLite call: a round trip through Tokio's blocking pool.
+    group.bench_function(format!("{LOOKUPS} spawn_blocking round trips"), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for i in 1..=LOOKUPS {
+                    let echoed = tokio::task::spawn_blocking(move || i).await.expect("join");
+                    black_box(echoed);
+                }
+            });
+        });
+    });
     for (label, store) in &set.stores {
         group.bench_function(format!("{LOOKUPS} lookups by id/{label}"), |b| {
             b.iter(|| {
@@ -135,6 +146,15 @@ fn lookups(c: &mut Criterion) {
                         black_box(store.peers("s", &[id]).await.expect("lookup"));
                     }
                 });
+            });
+        });
+        let all_ids: Vec<PeerId> = (1..=LOOKUPS)
+            .map(|i| PeerId::user(i).expect("id"))
+            .collect();
+        group.bench_function(format!("{LOOKUPS} ids in one batch lookup/{label}"), |b| {
+            b.iter(|| {
+                let found = rt.block_on(store.peers("s", &all_ids)).expect("lookup");
+                assert!(found.iter().all(Option::is_some));
             });
         });
         group.bench_function(format!("{LOOKUPS} lookups by username/{label}"), |b| {

@@ -8,7 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -302,36 +302,34 @@ impl Db {
     }
 
     /// Starts the background thread that bounds how long a write-behind write
-    /// stays unsynced. It stops when the returned handle is dropped.
-    pub(crate) fn start_flusher(self: &Arc<Self>) -> Option<Flusher> {
-        let delay = write_behind(&self.options)?;
+    /// stays unsynced. It syncs once more and stops when the returned handle
+    /// is dropped; it keeps the database open until then, so that last sync
+    /// always runs.
+    pub(crate) fn start_flusher(self: &Arc<Self>) -> Result<Option<Flusher>> {
+        let Some(delay) = write_behind(&self.options) else {
+            return Ok(None);
+        };
         if matches!(self.location, Location::Memory) {
-            return None;
+            return Ok(None);
         }
         let (stop, stopped) = mpsc::channel::<()>();
-        let db: Weak<Db> = Arc::downgrade(self);
-        let spawned = thread::Builder::new()
+        let db = Arc::clone(self);
+        thread::Builder::new()
             .name("mtsession-sqlite-flusher".to_owned())
             .spawn(move || {
                 loop {
-                    let last = matches!(
-                        stopped.recv_timeout(delay),
-                        Ok(()) | Err(RecvTimeoutError::Disconnected)
-                    );
-                    match db.upgrade() {
-                        // A failed barrier is retried at the next tick; flush()
-                        // reports its own errors to the caller.
-                        Some(db) => {
-                            let _ = db.sync_barrier_blocking();
-                        }
-                        None => return,
-                    }
+                    let last =
+                        !matches!(stopped.recv_timeout(delay), Err(RecvTimeoutError::Timeout));
+                    // A failed barrier is retried at the next tick; flush()
+                    // reports its own errors to the caller.
+                    let _ = db.sync_barrier_blocking();
                     if last {
                         return;
                     }
                 }
-            });
-        spawned.ok().map(|_| Flusher { _stop: stop })
+            })
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(Some(Flusher { _stop: stop }))
     }
 }
 

@@ -39,7 +39,7 @@ impl SqliteServerStore {
     /// Like [`open`](Self::open), with options.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let db = Db::open_file(path.as_ref(), options)?;
-        let flusher = db.start_flusher();
+        let flusher = db.start_flusher()?;
         Ok(SqliteServerStore {
             db,
             _flusher: flusher,

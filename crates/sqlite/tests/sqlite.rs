@@ -703,3 +703,32 @@ async fn server_store_round_trip_and_cascade() {
         assert_eq!(rows, 0, "{table} cascades");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_write_behind_store_syncs_once_more() {
+    let (_dir, path) = temp_db();
+    let options = SqliteOptions::default().durability(Durability::WriteBehind {
+        max_delay: Duration::from_secs(3600),
+    });
+    // A second store keeps the file open, so closing the first does not checkpoint.
+    let keeper = open(&path);
+    let store: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open_with(&path, options).expect("open"));
+    store.create("s").await.expect("create");
+    let conn = rusqlite::Connection::open(&path).expect("plain open");
+    let marker = || -> Option<i64> {
+        conn.query_row("SELECT at_ms FROM flush_marker", [], |r| r.get(0))
+            .ok()
+    };
+    assert_eq!(marker(), None, "an hour has not passed");
+    drop(store);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while marker().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync after the store was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(keeper.exists("s").await.expect("exists"));
+}
