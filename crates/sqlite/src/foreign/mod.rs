@@ -31,8 +31,8 @@
 //! - `entities`: the row `id = 0` holds the logged-in user's id in `hash`; the
 //!   self user's `is_bot` is not recorded by Telethon and is read as `false`
 //!   (with a warning). Other rows are peers keyed by marked id. The kind is
-//!   what the id space proves: basic chats are [`PeerKind::Chat`], the
-//!   logged-in user is [`PeerKind::SelfUser`], every other kind is left
+//!   what the id space proves: basic chats are [`PeerKind::Chat`](session_core::PeerKind::Chat), the
+//!   logged-in user is [`PeerKind::SelfUser`](session_core::PeerKind::SelfUser), every other kind is left
 //!   unknown (`None`) rather than guessed. `hash = 0` of a basic chat means
 //!   "no hash". Phones stored as integers, reals or text become digits. When
 //!   two rows claim one username (or phone) the most recently seen row keeps
