@@ -276,7 +276,9 @@ async fn schema_versions() {
 #[tokio::test]
 async fn prefixes_are_isolated() {
     scoped(|store, prefix| async move {
-        let other_prefix = format!("{prefix}-other");
+        // Nested under the test prefix, so the cleanup removes it even if a
+        // check fails first.
+        let other_prefix = format!("{prefix}:other");
         let other = RedisStore::builder(&test_url())
             .prefix(&other_prefix)
             .open()
