@@ -1,0 +1,736 @@
+//! Backend-specific tests: persistence, the directory lock, file modes,
+//! schema versions, damaged data, crash leftovers and the key layout.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use session_core::{
+    AuthKey, DcOption, Durability, Error, FileKind, Peer, PeerId, PeerKind, SelfUser, SentFile,
+    SentFileKey, SessionStore, SessionStoreExt, UpdateState, UpdateStateChange,
+};
+use session_sled::{
+    META_TREE, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SledOptions, SledStore, in_use_details,
+    is_in_use,
+};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mtsession-sled-test-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+fn user(id: i64) -> PeerId {
+    PeerId::user(id).expect("valid user id")
+}
+
+fn channel(id: i64) -> PeerId {
+    PeerId::channel(id).expect("valid channel id")
+}
+
+/// Opens sled directly on a store directory, waiting out the lock of a
+/// store dropped a moment ago.
+fn raw_open(path: &Path) -> sled::Db {
+    let started = Instant::now();
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if started.elapsed() > Duration::from_secs(5) => panic!("raw open: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+async fn open(path: &Path) -> Arc<dyn SessionStore> {
+    Arc::new(SledStore::open(path).await.expect("store opens"))
+}
+
+/// Writes every kind of data the store keeps into session `name`.
+async fn fill(store: &Arc<dyn SessionStore>, name: &str) -> SentFileKey {
+    let session = store.open(name).await.expect("session opens");
+    session.set_home_dc(4).await.expect("home dc");
+    session
+        .set_dc_option(&DcOption {
+            id: 4,
+            ipv4: Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 4), 443)),
+            ipv6: Some(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 443, 0, 0)),
+            auth_key: Some(AuthKey::new([0x42; 256])),
+        })
+        .await
+        .expect("dc option");
+    session
+        .set_auth_key(2, Some(AuthKey::new([7; 256])))
+        .await
+        .expect("media dc key");
+    session
+        .set_self_user(Some(SelfUser {
+            id: 1000,
+            is_bot: true,
+        }))
+        .await
+        .expect("self user");
+    session
+        .set_metadata(Some(611335), true)
+        .await
+        .expect("metadata");
+    session.set_takeout_id(Some(-99)).await.expect("takeout");
+    session
+        .set_update_state(UpdateStateChange::All(UpdateState {
+            pts: 10,
+            qts: 20,
+            date: 30,
+            seq: 40,
+            channels: BTreeMap::from([(5, 50), (6, 60)]),
+        }))
+        .await
+        .expect("state");
+    session
+        .set_update_state(UpdateStateChange::Channel { id: 7, pts: 70 })
+        .await
+        .expect("channel");
+    session
+        .cache_peers(&[
+            Peer::new(user(1))
+                .with_kind(PeerKind::User)
+                .with_hash(11)
+                .with_username("Alice")
+                .with_phone("+1 555 0101")
+                .with_name("Alice A."),
+            Peer::new(channel(5))
+                .with_kind(PeerKind::Megagroup)
+                .with_min_hash(55),
+            Peer::new(PeerId::chat(3).expect("chat"))
+                .with_kind(PeerKind::Chat)
+                .with_name("Chat"),
+        ])
+        .await
+        .expect("peers");
+    let file_key = SentFileKey {
+        md5: [9; 16],
+        size: 1234,
+        kind: FileKind::Photo,
+    };
+    session
+        .cache_sent_file(
+            &file_key,
+            &SentFile {
+                id: 77,
+                access_hash: -77,
+            },
+        )
+        .await
+        .expect("sent file");
+    file_key
+}
+
+#[tokio::test]
+async fn every_kind_of_data_survives_reopen() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let file_key = fill(&store, "alice").await;
+    store.create("empty").await.expect("create");
+    let lease = store
+        .acquire_lease("alice", "worker-1", Duration::from_secs(60))
+        .await
+        .expect("lease");
+    let before = store.export("alice").await.expect("export");
+    let meta_before = store.metadata("alice").await.expect("metadata");
+    drop(store);
+
+    let store = open(dir.path()).await;
+    assert_eq!(
+        store.list().await.expect("list"),
+        vec!["alice".to_owned(), "empty".to_owned()]
+    );
+    assert_eq!(store.export("alice").await.expect("export"), before);
+    assert_eq!(
+        store.metadata("alice").await.expect("metadata"),
+        meta_before
+    );
+    let session = store.session("alice").expect("handle");
+    assert_eq!(
+        session.home_auth_key().await.expect("key"),
+        Some(AuthKey::new([0x42; 256]))
+    );
+    assert_eq!(session.peer_count().await.expect("count"), 3);
+    let alice = session
+        .peer_by_username("@ALICE")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(alice.id, user(1));
+    assert_eq!(
+        session
+            .peer_by_phone("15550101")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(user(1))
+    );
+    assert_eq!(
+        session.sent_file(&file_key).await.expect("file"),
+        Some(SentFile {
+            id: 77,
+            access_hash: -77
+        })
+    );
+    let state = session.update_state().await.expect("state");
+    assert_eq!(state.channels, BTreeMap::from([(5, 50), (6, 60), (7, 70)]));
+    assert_eq!(
+        (state.pts, state.qts, state.date, state.seq),
+        (10, 20, 30, 40)
+    );
+    // The lease survived too: another owner is refused until it expires.
+    match store
+        .acquire_lease("alice", "worker-2", Duration::from_secs(60))
+        .await
+    {
+        Err(Error::LeaseHeld {
+            owner, until_ms, ..
+        }) => {
+            assert_eq!(owner, "worker-1");
+            assert_eq!(until_ms, lease.expires_at_ms);
+        }
+        other => panic!("expected LeaseHeld, got {other:?}"),
+    }
+    assert_eq!(
+        store.export("empty").await.expect("export"),
+        session_core::SessionData::default()
+    );
+}
+
+#[tokio::test]
+async fn write_behind_data_survives_flush_and_reopen() {
+    let dir = tempdir();
+    let options = SledOptions::default().durability(Durability::WriteBehind {
+        max_delay: Duration::from_millis(200),
+    });
+    let store: Arc<dyn SessionStore> = Arc::new(
+        SledStore::open_with(dir.path(), options)
+            .await
+            .expect("opens"),
+    );
+    fill(&store, "wb").await;
+    let session = store.session("wb").expect("handle");
+    for pts in 0..500 {
+        session
+            .set_update_state(UpdateStateChange::Primary {
+                pts,
+                date: pts,
+                seq: pts,
+            })
+            .await
+            .expect("state");
+    }
+    store.flush().await.expect("flush");
+    let before = store.export("wb").await.expect("export");
+    assert_eq!(before.update_state.pts, 499);
+    drop((session, store));
+    let store = open(dir.path()).await;
+    assert_eq!(store.export("wb").await.expect("export"), before);
+}
+
+#[tokio::test]
+async fn a_second_open_in_this_process_is_in_use_until_the_first_is_dropped() {
+    let dir = tempdir();
+    let first = SledStore::open(dir.path()).await.expect("opens");
+    first.create("s").await.expect("create");
+    let err = SledStore::open(dir.path()).await.expect_err("in use");
+    assert!(is_in_use(&err), "{err}");
+    let details = in_use_details(&err).expect("details");
+    assert!(details.by_this_process);
+    let message = err.to_string();
+    assert!(message.contains("in use"), "{message}");
+    assert!(
+        message.contains(
+            &dir.path()
+                .canonicalize()
+                .expect("path")
+                .display()
+                .to_string()
+        )
+    );
+    // The same directory through another spelling of its path is the same store.
+    let dotted = dir.path().join(".");
+    assert!(is_in_use(
+        &SledStore::open(&dotted).await.expect_err("in use")
+    ));
+    drop(first);
+    for _ in 0..20 {
+        let store = SledStore::open(dir.path())
+            .await
+            .expect("reopens after drop");
+        assert!(store.exists("s").await.expect("exists"));
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn directory_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let parent = tempdir();
+    let path = parent.path().join("nested").join("store");
+    let store = SledStore::open(&path).await.expect("opens");
+    fill(&(Arc::new(store) as Arc<dyn SessionStore>), "s").await;
+    let check = |path: &Path| {
+        let mut seen_files = 0;
+        let mut stack = vec![path.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{} has mode {mode:o}", dir.display());
+            for entry in std::fs::read_dir(&dir).expect("read dir") {
+                let entry = entry.expect("entry");
+                if entry.file_type().expect("type").is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    seen_files += 1;
+                    let mode = entry.metadata().expect("file").permissions().mode() & 0o777;
+                    assert_eq!(mode, 0o600, "{} has mode {mode:o}", entry.path().display());
+                }
+            }
+        }
+        seen_files
+    };
+    // The store was dropped by `fill`'s Arc going away; reopen and check
+    // what sled created, including the database and config files.
+    let store = SledStore::open(&path).await.expect("reopens");
+    assert!(check(&path) >= 2, "sled's files were not found");
+    assert!(path.join("db").exists() && path.join("conf").exists());
+    store.flush().await.expect("flush");
+    check(&path);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_naming_the_directory() {
+    let dir = tempdir();
+    drop(SledStore::open(dir.path()).await.expect("opens"));
+    {
+        let db = raw_open(dir.path());
+        let meta = db.open_tree(META_TREE).expect("meta");
+        let stored = meta
+            .get(SCHEMA_VERSION_KEY)
+            .expect("read")
+            .expect("version written");
+        assert_eq!(stored.as_ref(), SCHEMA_VERSION.to_be_bytes());
+        meta.insert(SCHEMA_VERSION_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
+            .expect("write");
+        db.flush().expect("flush");
+    }
+    match SledStore::open(dir.path()).await {
+        Err(Error::UnsupportedSchemaVersion {
+            what,
+            found,
+            supported,
+        }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            assert!(
+                what.contains(
+                    &dir.path()
+                        .canonicalize()
+                        .expect("path")
+                        .display()
+                        .to_string()
+                )
+            );
+        }
+        other => panic!("expected UnsupportedSchemaVersion, got {other:?}"),
+    }
+    // The refused open did not rewrite the version.
+    let db = raw_open(dir.path());
+    let meta = db.open_tree(META_TREE).expect("meta");
+    let stored = meta.get(SCHEMA_VERSION_KEY).expect("read").expect("kept");
+    assert_eq!(stored.as_ref(), (SCHEMA_VERSION + 1).to_be_bytes());
+}
+
+#[tokio::test]
+async fn bad_schema_values_and_foreign_databases_are_corrupt() {
+    for bad in [&0i64.to_be_bytes()[..], &[1, 2, 3][..]] {
+        let dir = tempdir();
+        drop(SledStore::open(dir.path()).await.expect("opens"));
+        {
+            let db = raw_open(dir.path());
+            db.open_tree(META_TREE)
+                .expect("meta")
+                .insert(SCHEMA_VERSION_KEY, bad)
+                .expect("write");
+            db.flush().expect("flush");
+        }
+        let err = SledStore::open(dir.path()).await.expect_err("corrupt");
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    }
+    let dir = tempdir();
+    {
+        let db = raw_open(dir.path());
+        db.insert("someone else's", "data").expect("write");
+        db.flush().expect("flush");
+    }
+    match SledStore::open(dir.path()).await {
+        Err(Error::Corrupt { what, message, .. }) => {
+            assert!(
+                what.contains(
+                    &dir.path()
+                        .canonicalize()
+                        .expect("path")
+                        .display()
+                        .to_string()
+                )
+            );
+            assert!(message.contains("schema version"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+async fn damage(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, Error) {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    fill(&store, "s").await;
+    drop(store);
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).expect("overwrite");
+    }
+    let err = SledStore::open(dir.path()).await.expect_err("damaged");
+    (dir, err)
+}
+
+#[tokio::test]
+async fn damaged_files_are_corrupt_not_a_panic() {
+    let garbage_conf = ("conf", vec![0xFFu8; 64]);
+    let garbage_db = ("db", vec![0xA5u8; 1 << 16]);
+    let files_sets = [
+        vec![garbage_conf.clone(), garbage_db.clone()],
+        vec![garbage_conf],
+        vec![garbage_db],
+    ];
+    for files in files_sets {
+        let (dir, err) = damage(&files).await;
+        match &err {
+            Error::Corrupt { what, .. } => {
+                let path = dir.path().canonicalize().expect("path");
+                assert!(what.contains(&path.display().to_string()), "{what}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_file_is_not_a_store_directory() {
+    let dir = tempdir();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = SledStore::open(&file).await.expect_err("a file");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn corrupt_values_name_the_store_and_tree() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    fill(&store, "s").await;
+    drop(store);
+    {
+        let db = raw_open(dir.path());
+        let peers = db.open_tree("peers").expect("peers");
+        let (k, _) = peers.iter().next().expect("a peer").expect("read");
+        peers.insert(k, vec![1u8, 0x80]).expect("write garbage");
+        db.flush().expect("flush");
+    }
+    let store = open(dir.path()).await;
+    let err = store.export("s").await.expect_err("corrupt");
+    match &err {
+        Error::Corrupt { what, message, .. } => {
+            assert!(what.contains("tree peers"), "{what}");
+            assert!(
+                what.contains(
+                    &dir.path()
+                        .canonicalize()
+                        .expect("path")
+                        .display()
+                        .to_string()
+                )
+            );
+            assert!(message.contains("unknown flags"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Every key of the data trees, as (tree, key) pairs.
+fn data_keys(db: &sled::Db) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in [
+        "dcs",
+        "state",
+        "channels",
+        "peers",
+        "uname_idx",
+        "phone_idx",
+        "files",
+    ] {
+        let tree = db.open_tree(name).expect("tree");
+        for k in tree.iter().keys() {
+            out.push((name.to_owned(), k.expect("key").to_vec()));
+        }
+    }
+    out
+}
+
+fn session_prefix(name: &str) -> Vec<u8> {
+    let mut p = vec![u8::try_from(name.len()).expect("short name")];
+    p.extend_from_slice(name.as_bytes());
+    p
+}
+
+#[tokio::test]
+async fn delete_import_and_copy_leave_no_stray_keys() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    fill(&store, "a").await;
+    fill(&store, "ab").await;
+    let data = store.export("a").await.expect("export");
+    store.import("imported", &data).await.expect("import");
+    store.import("imported", &data).await.expect("import over");
+    store.copy("a", "copied", false).await.expect("copy");
+    store.copy("ab", "copied", true).await.expect("copy over");
+    assert!(store.delete("a").await.expect("delete"));
+    assert_eq!(
+        store.export("ab").await.expect("ab intact"),
+        store.export("copied").await.expect("copy")
+    );
+    assert_eq!(store.export("imported").await.expect("import"), data);
+    drop(store);
+
+    let db = raw_open(dir.path());
+    let keys = data_keys(&db);
+    // "a" is gone entirely (and "ab"'s keys, which share its first letter, are not its).
+    assert!(
+        !keys
+            .iter()
+            .any(|(_, k)| k.starts_with(&session_prefix("a"))),
+        "stray keys of a"
+    );
+    assert!(db.open_tree("trash").expect("trash").is_empty());
+    // Each live session has exactly one generation of keys.
+    let sessions = db.open_tree("sessions").expect("sessions");
+    let mut live = 0;
+    for name in ["ab", "copied", "imported"] {
+        assert!(sessions.contains_key(name).expect("read"));
+        let prefix = session_prefix(name);
+        let mut generations: Vec<_> = keys
+            .iter()
+            .filter(|(_, k)| k.starts_with(&prefix))
+            .map(|(_, k)| k[prefix.len()..prefix.len() + 8].to_vec())
+            .collect();
+        generations.dedup();
+        generations.sort();
+        generations.dedup();
+        assert_eq!(
+            generations.len(),
+            1,
+            "{name} has {} generations",
+            generations.len()
+        );
+        live += keys.iter().filter(|(_, k)| k.starts_with(&prefix)).count();
+    }
+    assert_eq!(live, keys.len(), "keys of no live session remain");
+}
+
+#[tokio::test]
+async fn leftovers_of_an_interrupted_import_are_collected_on_open() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    fill(&store, "s").await;
+    drop(store);
+    // What a crash in the middle of staging an import leaves: keys under a
+    // generation no session points at, and its trash entry.
+    let mut stray = session_prefix("s");
+    stray.extend_from_slice(&u64::MAX.to_be_bytes());
+    {
+        let db = raw_open(dir.path());
+        let peers = db.open_tree("peers").expect("peers");
+        for i in 0..3000u64 {
+            let mut k = stray.clone();
+            k.extend_from_slice(&i.to_be_bytes());
+            peers.insert(k, vec![1u8, 0]).expect("write");
+        }
+        db.open_tree("trash")
+            .expect("trash")
+            .insert(&stray, vec![])
+            .expect("write");
+        db.flush().expect("flush");
+    }
+    let store = open(dir.path()).await;
+    assert_eq!(store.peer_count("s").await.expect("count"), 3);
+    drop(store);
+    let db = raw_open(dir.path());
+    assert!(!data_keys(&db).iter().any(|(_, k)| k.starts_with(&stray)));
+    assert!(db.open_tree("trash").expect("trash").is_empty());
+}
+
+#[tokio::test]
+async fn sessions_in_one_directory_are_isolated_by_prefix() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let a = store.open("a").await.expect("a");
+    let ab = store.open("ab").await.expect("ab");
+    a.cache_peer(&Peer::new(user(1)).with_username("x").with_phone("1"))
+        .await
+        .expect("a peer");
+    ab.cache_peer(&Peer::new(user(2)).with_username("x").with_phone("1"))
+        .await
+        .expect("ab peer");
+    assert_eq!(
+        a.peer_by_username("x").await.expect("a").map(|p| p.id),
+        Some(user(1))
+    );
+    assert_eq!(
+        ab.peer_by_username("x").await.expect("ab").map(|p| p.id),
+        Some(user(2))
+    );
+    assert_eq!(
+        a.peer_by_phone("1").await.expect("a").map(|p| p.id),
+        Some(user(1))
+    );
+    assert_eq!(a.peer(user(2)).await.expect("a"), None);
+    assert_eq!(ab.peer(user(1)).await.expect("ab"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_exports_stay_consistent() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store.create("s").await.expect("create");
+    let mut tasks = Vec::new();
+    for writer in 0..8i64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let session = store.session("s").expect("handle");
+            for round in 0..25i64 {
+                // Every writer fights over the same username and phone.
+                let id = user(writer * 1000 + round + 1);
+                session
+                    .cache_peers(&[Peer::new(id).with_username("Contested").with_phone("999")])
+                    .await
+                    .expect("cache");
+                session
+                    .set_update_state(UpdateStateChange::Channel {
+                        id: writer + 1,
+                        pts: i32::try_from(round).expect("small"),
+                    })
+                    .await
+                    .expect("state");
+            }
+        }));
+    }
+    for _ in 0..5 {
+        let data = store.export("s").await.expect("export");
+        let owners = data
+            .peers
+            .iter()
+            .filter(|p| p.usernames.as_ref().is_some_and(|u| !u.is_empty()))
+            .count();
+        assert!(owners <= 1, "{owners} peers own the username in one export");
+        assert!(data.peers.iter().filter(|p| p.phone.is_some()).count() <= 1);
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let session = store.session("s").expect("handle");
+    assert_eq!(session.peer_count().await.expect("count"), 200);
+    let owner = session
+        .peer_by_username("contested")
+        .await
+        .expect("lookup")
+        .expect("owned");
+    assert_eq!(
+        session
+            .peer_by_phone("999")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(owner.id)
+    );
+    let data = store.export("s").await.expect("export");
+    assert_eq!(data.peers.len(), 200);
+    assert_eq!(data.peers.iter().filter(|p| p.phone.is_some()).count(), 1);
+    assert_eq!(data.update_state.channels.len(), 8);
+    assert!(data.update_state.channels.values().all(|pts| *pts == 24));
+}
+
+#[tokio::test]
+async fn large_batches_run_in_one_transaction() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let session = store.open("s").await.expect("session");
+    let peers: Vec<_> = (1..=10_000)
+        .map(|i| {
+            Peer::new(user(i))
+                .with_hash(i)
+                .with_username(format!("user{i}"))
+                .with_phone(format!("{i}"))
+        })
+        .collect();
+    session.cache_peers(&peers).await.expect("big batch");
+    assert_eq!(session.peer_count().await.expect("count"), 10_000);
+    // A batch that fails half-way (its session vanished) writes nothing.
+    let err = store
+        .cache_peers("missing", &peers)
+        .await
+        .expect_err("not found");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(
+        session
+            .peer_by_username("USER9999")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(user(9999))
+    );
+    drop(session);
+    drop(store);
+    let db = raw_open(dir.path());
+    assert!(
+        !data_keys(&db)
+            .iter()
+            .any(|(_, k)| k.starts_with(&session_prefix("missing")))
+    );
+}
+
+#[tokio::test]
+async fn leases_are_compare_and_set() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let ttl = Duration::from_millis(300);
+    store
+        .acquire_lease("any", "a", ttl)
+        .await
+        .expect("a takes it");
+    assert!(matches!(
+        store.acquire_lease("any", "b", ttl).await,
+        Err(Error::LeaseHeld { .. })
+    ));
+    assert!(
+        !store
+            .release_lease("any", "b")
+            .await
+            .expect("b does not hold it")
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let taken = store
+        .acquire_lease("any", "b", ttl)
+        .await
+        .expect("b after expiry");
+    assert_eq!(taken.owner, "b");
+    assert!(store.release_lease("any", "b").await.expect("released"));
+    assert!(
+        !store
+            .release_lease("any", "b")
+            .await
+            .expect("already released")
+    );
+}
