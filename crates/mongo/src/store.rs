@@ -210,9 +210,6 @@ impl MongoStoreBuilder {
             .or(options.server_selection_timeout)
             .unwrap_or(DEFAULT_SERVER_SELECTION_TIMEOUT);
         options.server_selection_timeout = Some(timeout);
-        if options.connect_timeout.is_none() {
-            options.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
-        }
         if options.app_name.is_none() {
             options.app_name = Some("mtsession".to_owned());
         }

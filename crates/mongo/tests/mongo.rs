@@ -521,6 +521,49 @@ async fn fallback_without_transactions_keeps_the_rules() {
 }
 
 #[tokio::test]
+async fn retryable_writes_on() {
+    // The other tests turn retryable writes off for speed (see common::url);
+    // this one runs the main paths with the driver's default.
+    let configured = common::configured_url();
+    with_database(|db| async move {
+        let store: Arc<dyn SessionStore> = Arc::new(
+            MongoStore::builder(configured)
+                .database(&db)
+                .open()
+                .await
+                .expect("open"),
+        );
+        let session = store.open("retry").await.expect("create");
+        session.set_home_dc(4).await.expect("home");
+        session
+            .set_update_state(UpdateStateChange::Primary {
+                pts: 1,
+                date: 2,
+                seq: 3,
+            })
+            .await
+            .expect("state");
+        let peer = Peer::new(PeerId::user(9).expect("valid"))
+            .with_hash(9)
+            .with_username("Nine");
+        session.cache_peer(&peer).await.expect("peer");
+        assert_eq!(
+            session.peer_by_username("nine").await.expect("lookup"),
+            Some(peer)
+        );
+        store.copy("retry", "copy", false).await.expect("copy");
+        assert_eq!(store.export("copy").await.expect("export").home_dc, 4);
+        store
+            .acquire_lease("retry", "me", Duration::from_secs(5))
+            .await
+            .expect("lease");
+        assert!(store.release_lease("retry", "me").await.expect("release"));
+        assert!(store.delete("retry").await.expect("delete"));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn leases_between_two_stores() {
     with_database(|db| async move {
         let one = common::open(&db).await.expect("open");
