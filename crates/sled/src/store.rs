@@ -27,7 +27,7 @@ use crate::codec::{
     unflip_i32, unflip_i64,
 };
 use crate::error::{BACKEND, corrupt, from_sled, join};
-use crate::open::{Claim, open_db, restrict_modes};
+use crate::open::{Claim, open_db, restrict_modes, sync_log};
 
 /// How a [`SledStore`] is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +150,7 @@ type Staged = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
 
 struct Inner {
     db: sled::Db,
+    log: Arc<std::fs::File>,
     trees: Trees,
     path: PathBuf,
     durability: Durability,
@@ -221,6 +222,7 @@ impl SledStore {
         let trees = Trees::open(&opened.db, &opened.path)?;
         let inner = Inner {
             db: opened.db,
+            log: Arc::new(opened.log),
             trees,
             path: opened.path,
             durability: options.durability,
@@ -327,21 +329,23 @@ impl Inner {
         })
     }
 
-    /// Flushes on a blocking thread. (sled's own `flush_async` runs on sled's
-    /// I/O pool and, with many concurrent callers, can occupy every thread of
-    /// it waiting for log writes that need one of those threads.)
+    /// Flushes sled's log and `fdatasync`s it (see [`sync_log`]), on a
+    /// blocking thread. (sled's own `flush_async` runs on sled's I/O pool and,
+    /// with many concurrent callers, can occupy every thread of it waiting for
+    /// log writes that need one of those threads.)
     async fn flush(&self) -> Result<()> {
-        let db = self.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(join)?;
-        flushed.map_err(|e| self.sled(e))?;
-        Ok(())
+        let (db, log, path) = (self.db.clone(), Arc::clone(&self.log), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            db.flush().map_err(|e| from_sled(&path, e))?;
+            sync_log(&log, &path)
+        })
+        .await
+        .map_err(join)?
     }
 
     fn flush_blocking(&self) -> Result<()> {
         self.db.flush().map_err(|e| self.sled(e))?;
-        Ok(())
+        sync_log(&self.log, &self.path)
     }
 
     fn decode_record(&self, session: &str, bytes: &[u8]) -> Result<Record> {
