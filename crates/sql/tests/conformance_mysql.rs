@@ -83,3 +83,8 @@ async fn mariadb_scheme_is_accepted() {
     drop(store);
     builder.drop_tables().await.expect("drop");
 }
+
+#[tokio::test]
+async fn mysql_odd_text_round_trips() {
+    common::odd_text_round_trips(Engine::MySql).await;
+}

@@ -167,3 +167,8 @@ async fn postgres_missing_database_is_a_backend_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn postgres_odd_text_round_trips() {
+    common::odd_text_round_trips(Engine::Postgres).await;
+}

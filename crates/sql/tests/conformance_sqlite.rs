@@ -86,3 +86,8 @@ async fn sqlite_bad_file_is_a_clear_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn sqlite_odd_text_round_trips() {
+    common::odd_text_round_trips(Engine::Sqlite).await;
+}

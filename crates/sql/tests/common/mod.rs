@@ -386,3 +386,33 @@ pub fn assert_no_secret(err: &Error, secret: &str) {
     }
     assert!(!text.contains(secret), "the password shows in: {text}");
 }
+
+/// Names and usernames with NUL and other control characters, and the
+/// extreme i64 values, round-trip on every engine.
+pub async fn odd_text_round_trips(engine: Engine) {
+    let factory = Arc::new(SqlFactory::new(engine));
+    let f = Arc::clone(&factory);
+    with_namespace(&factory, move |ns| async move {
+        let store = f.open_store(&ns).await.expect("open");
+        store.create("s").await.expect("create");
+        let mut peer = Peer::new(PeerId::user(i64::MAX).expect("id"))
+            .with_hash(i64::MIN)
+            .with_name("nul \0 inside, tab \t, emoji \u{1F600}");
+        peer.usernames = Some(vec!["Nul\0Name".to_owned(), "Ωmega".to_owned()]);
+        peer.last_seen = Some(i64::MIN);
+        store
+            .cache_peers("s", std::slice::from_ref(&peer))
+            .await
+            .expect("cache");
+        let found = store.peers("s", &[peer.id]).await.expect("read");
+        assert_eq!(found, vec![Some(peer.clone())]);
+        let by_name = store
+            .peer_by_username("s", "nul\0name")
+            .await
+            .expect("lookup");
+        assert_eq!(by_name, Some(peer.clone()));
+        let by_name = store.peer_by_username("s", "@ΩMEGA").await.expect("lookup");
+        assert_eq!(by_name, Some(peer));
+    })
+    .await;
+}
