@@ -161,6 +161,18 @@ struct Inner {
     _claim: Claim,
 }
 
+impl Drop for Inner {
+    /// Closing makes everything durable, whatever the policy: sled flushes
+    /// its log when its last tree handle goes, and the `fdatasync` here
+    /// follows. Errors cannot be reported from a drop; call
+    /// [`SessionStore::flush`] first to see them.
+    fn drop(&mut self) {
+        if self.db.flush().is_ok() {
+            let _ = self.log.sync_data();
+        }
+    }
+}
+
 /// Sessions in a sled directory. See the crate docs for the layout and the
 /// guarantees.
 ///
