@@ -167,10 +167,10 @@ impl MongoStoreBuilder {
     }
 
     /// Whether to use multi-document transactions where the deployment
-    /// supports them (default `true`). Turning them off gives up atomic
-    /// multi-document writes and the safety of concurrent peer-cache writers
-    /// (see the crate docs); it exists to run the fallback path on a replica
-    /// set.
+    /// supports them (default `true`). Without them, multi-document writes
+    /// (imports, copies, deletes, username moves) are no longer atomic and
+    /// run under per-session write locks instead (see the crate docs); the
+    /// switch exists to run that fallback path on a replica set.
     pub fn use_transactions(mut self, yes: bool) -> Self {
         self.use_transactions = yes;
         self
@@ -1177,19 +1177,28 @@ impl SessionStore for MongoStore {
                 .collect();
             self.write_peers(&mut s, session, &changed).await?;
             // Usernames and phones now belong to the peers of this batch:
-            // take them from every other peer of the session.
-            let keys: Vec<String> = table
-                .iter()
-                .flat_map(Peer::username_keys)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let phones: Vec<String> = table
-                .iter()
-                .filter_map(|p| p.phone.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            // take them from every other peer of the session. A key or phone
+            // that a peer of the batch already held before is held by no one
+            // else (each one has a single owner), so only new claims are
+            // looked up, and re-caching known peers costs no query here.
+            let mut keys = BTreeSet::new();
+            let mut phones = BTreeSet::new();
+            for peer in table.iter() {
+                let old = before.get(&peer.id);
+                let old_keys = old.map(|p| p.username_keys()).unwrap_or_default();
+                keys.extend(
+                    peer.username_keys()
+                        .into_iter()
+                        .filter(|k| !old_keys.contains(k)),
+                );
+                if let Some(phone) = &peer.phone
+                    && old.and_then(|p| p.phone.as_ref()) != Some(phone)
+                {
+                    phones.insert(phone.clone());
+                }
+            }
+            let keys: Vec<String> = keys.into_iter().collect();
+            let phones: Vec<String> = phones.into_iter().collect();
             let batch: BTreeSet<i64> = ids.iter().copied().collect();
             let mut lost_keys = BTreeSet::new();
             let mut key_losers = BTreeSet::new();
@@ -1251,21 +1260,23 @@ impl SessionStore for MongoStore {
         let unique: BTreeSet<i64> = ids.iter().map(|id| id.marked()).collect();
         let unique: Vec<i64> = unique.into_iter().collect();
         let mut docs: Vec<Document> = Vec::with_capacity(unique.len());
-        for chunk in unique.chunks(IN_CHUNK) {
-            let filter = if let [one] = chunk {
-                doc! { "session": session, "id": one }
-            } else {
-                doc! { "session": session, "id": { "$in": chunk } }
-            };
-            let found: Vec<Document> = self
-                .peers
-                .find(filter)
-                .await
-                .db()?
-                .try_collect()
-                .await
-                .db()?;
-            docs.extend(found);
+        if let [one] = unique.as_slice() {
+            // The usual lookup: one id, one document, no cursor.
+            let filter = doc! { "session": session, "id": one };
+            docs.extend(self.peers.find_one(filter).await.db()?);
+        } else {
+            for chunk in unique.chunks(IN_CHUNK) {
+                let filter = doc! { "session": session, "id": { "$in": chunk } };
+                let found: Vec<Document> = self
+                    .peers
+                    .find(filter)
+                    .await
+                    .db()?
+                    .try_collect()
+                    .await
+                    .db()?;
+                docs.extend(found);
+            }
         }
         if docs.len() < unique.len() {
             self.require(session).await?;
