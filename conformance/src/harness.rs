@@ -442,19 +442,8 @@ pub const fn caps(
 /// The runtime every stamped test runs on: the same as
 /// `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`, built here so
 /// that callers need no Tokio dependency of their own.
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => panic!("cannot start a Tokio runtime for the conformance suite: {e}"),
-    }
-}
-
-/// The body of each stamped store test.
-pub fn run_store_test<F, C, Fut>(
+/// The body of each stamped store test, awaited inside its `#[tokio::test]`.
+pub async fn run_store_case<F, C, Fut>(
     factory: impl FnOnce() -> F,
     declared: Capabilities,
     case_name: &'static str,
@@ -464,33 +453,24 @@ pub fn run_store_test<F, C, Fut>(
     C: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = CaseResult>,
 {
-    let runtime = runtime();
-    let factory: Arc<dyn StoreFactory> = {
-        let _entered = runtime.enter();
-        Arc::new(factory())
-    };
-    let outcome = runtime.block_on(try_run_case(factory, declared, case_name, case));
-    runtime.shutdown_timeout(Duration::from_secs(10));
-    if let Err(failure) = outcome {
+    let factory: Arc<dyn StoreFactory> = Arc::new(factory());
+    if let Err(failure) = try_run_case(factory, declared, case_name, case).await {
         failure.raise();
     }
 }
 
-/// The body of each stamped server test.
-pub fn run_server_test<F, C, Fut>(factory: impl FnOnce() -> F, case_name: &'static str, case: C)
-where
+/// The body of each stamped server test, awaited inside its `#[tokio::test]`.
+pub async fn run_server_case<F, C, Fut>(
+    factory: impl FnOnce() -> F,
+    case_name: &'static str,
+    case: C,
+) where
     F: ServerStoreFactory,
     C: FnOnce(Arc<dyn ServerStore>) -> Fut,
     Fut: Future<Output = CaseResult>,
 {
-    let runtime = runtime();
-    let factory: Arc<dyn ServerStoreFactory> = {
-        let _entered = runtime.enter();
-        Arc::new(factory())
-    };
-    let outcome = runtime.block_on(try_run_server_case(factory, case_name, case));
-    runtime.shutdown_timeout(Duration::from_secs(10));
-    if let Err(failure) = outcome {
+    let factory: Arc<dyn ServerStoreFactory> = Arc::new(factory());
+    if let Err(failure) = try_run_server_case(factory, case_name, case).await {
         failure.raise();
     }
 }

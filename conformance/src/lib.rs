@@ -21,8 +21,9 @@ pub use async_trait::async_trait;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::harness::{caps, run_server_test, run_store_test};
+    pub use crate::harness::{caps, run_server_case, run_store_case};
     pub use session_core::Capabilities;
+    pub use tokio;
 }
 
 /// Every store case of [`conformance_tests!`], with the capability it needs.

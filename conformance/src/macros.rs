@@ -6,7 +6,10 @@
 //! tables are generated from them, so a case cannot be listed without being
 //! stamped or stamped without being listed.
 
-/// Stamps one `#[test]` per store case, for a backend's integration tests.
+/// Stamps one `#[tokio::test]` (multi-thread runtime, two workers) per store case, for a
+/// backend's integration tests. Callers need no Tokio dependency of their own: the
+/// attribute names the runtime re-exported by this crate, so the crate must be a
+/// dependency under its own name, `session_conformance`.
 ///
 /// ```ignore
 /// session_conformance::conformance_tests! {
@@ -37,7 +40,7 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Stamps one `#[test]` per server-side case ([`ServerStore`](session_core::ServerStore)
+/// Stamps one `#[tokio::test]` per server-side case ([`ServerStore`](session_core::ServerStore)
 /// and [`SessionSubject`](session_core::SessionSubject) observers).
 ///
 /// ```ignore
@@ -260,14 +263,19 @@ macro_rules! __stamp_store_cases {
     ) => {
         $( $(
             $crate::__gate! { $requirement ($durable, $shared, $leases, $atomic)
-                #[test]
-                fn $case() {
-                    $crate::__private::run_store_test(
+                #[$crate::__private::tokio::test(
+                    flavor = "multi_thread",
+                    worker_threads = 2,
+                    crate = "session_conformance::__private::tokio"
+                )]
+                async fn $case() {
+                    $crate::__private::run_store_case(
                         || $factory,
                         $crate::__private::caps($durable, $shared, $leases, $atomic),
                         stringify!($case),
                         $crate::cases::$case,
-                    );
+                    )
+                    .await;
                 }
             }
         )* )*
@@ -280,13 +288,18 @@ macro_rules! __stamp_store_cases {
 macro_rules! __stamp_server_cases {
     (($factory:expr) $($requirement:ident : [ $($case:ident),* $(,)? ])*) => {
         $( $(
-            #[test]
-            fn $case() {
-                $crate::__private::run_server_test(
+            #[$crate::__private::tokio::test(
+                flavor = "multi_thread",
+                worker_threads = 2,
+                crate = "session_conformance::__private::tokio"
+            )]
+            async fn $case() {
+                $crate::__private::run_server_case(
                     || $factory,
                     stringify!($case),
                     $crate::cases::$case,
-                );
+                )
+                .await;
             }
         )* )*
     };

@@ -17,39 +17,6 @@ session_conformance::server_conformance_tests! {
     factory: MemoryServerFactory::default(),
 }
 
-/// The durable and shared cases, run against a `MemoryStore` that is kept
-/// per namespace (so it survives "reopen" and is shared by every open) and a
-/// factory that records schema versions: this checks the cases themselves,
-/// which no real backend in this crate could otherwise run.
-mod as_if_durable {
-    use super::common::InProcessFactory;
-    use super::common::faulty::{Fault, Faulty};
-    use session_core::{Capabilities, MemoryStore, SessionStore};
-
-    fn store() -> Faulty {
-        let all = MemoryStore::new()
-            .capabilities()
-            .durable(true)
-            .shared_between_processes(true);
-        Faulty::with_capabilities(Fault::None, all)
-    }
-
-    session_conformance::conformance_tests! {
-        factory: InProcessFactory::versioned(store),
-        durable: true,
-        shared_between_processes: true,
-        leases: true,
-        atomic_multi_key_writes: true,
-    }
-
-    #[test]
-    fn declares_every_capability() {
-        let caps: Capabilities = store().capabilities();
-        assert!(caps.durable && caps.shared_between_processes && caps.leases);
-        assert!(caps.atomic_multi_key_writes);
-    }
-}
-
 /// The suite is as large as its documentation says, and every case name is unique.
 #[test]
 fn suite_has_at_least_fifty_cases() {
