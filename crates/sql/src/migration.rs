@@ -5,7 +5,7 @@ use std::time::Duration;
 use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DynIden, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTraitSelf, SchemaManager};
-use session_core::Error;
+use session_core::{Error, ErrorKind};
 
 use crate::config::Engine;
 use crate::error::{ErrorMapper, Fail, R};
@@ -172,6 +172,9 @@ fn initial_ddl(engine: Engine, tables: &Tables, mysql_collation: &str) -> Vec<St
         schema,
         ..
     } = tables;
+    // `peer_usernames` stays a rowid table on SQLite: without statistics,
+    // SQLite prefers a covering primary key scanned by `session` alone over
+    // the `(session, peer_id)` index when the primary key holds every column.
     let cascade = |parent: &str, cols: &str, parent_cols: &str| {
         format!("FOREIGN KEY ({cols}) REFERENCES {parent} ({parent_cols}) ON DELETE CASCADE")
     };
@@ -247,7 +250,7 @@ fn initial_ddl(engine: Engine, tables: &Tables, mysql_collation: &str) -> Vec<St
              peer_id {bigint} NOT NULL, \
              pos {int} NOT NULL, \
              username {blob} NOT NULL, \
-             PRIMARY KEY (session, username_lower), {}{}){rowid}{opts}",
+             PRIMARY KEY (session, username_lower), {}{}){opts}",
             cascade(peers, "session, peer_id", "session, id"),
             inline_index("peer_usernames_owner", "session, peer_id")
         ),
@@ -422,14 +425,20 @@ pub(crate) async fn migrate(
     loop {
         match migrate_once(db, engine, tables).await {
             Ok(()) => return Ok(()),
-            Err(Fail::Domain(err)) => return Err(err),
-            Err(fail) if attempt < 5 => {
-                // Another opener may be creating the same tables right now.
+            Err(fail) => {
+                let err = errors.finish(fail);
+                // Another opener may be creating the same tables right now;
+                // a lost server or newer data is final.
+                let retry = !matches!(
+                    err.kind(),
+                    ErrorKind::Unavailable | ErrorKind::UnsupportedSchemaVersion
+                );
+                if !retry || attempt >= 5 {
+                    return Err(err);
+                }
                 attempt += 1;
-                let _ = fail;
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
-            Err(fail) => return Err(errors.finish(fail)),
         }
     }
 }

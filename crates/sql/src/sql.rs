@@ -6,6 +6,47 @@ use sea_orm::{Statement, Value};
 use crate::config::Engine;
 use crate::migration::backend;
 
+/// A list of keys to match with `IN`.
+#[derive(Clone, Debug)]
+pub(crate) enum Keys {
+    /// BIGINT keys.
+    Ids(Vec<i64>),
+    /// Text keys.
+    Texts(Vec<String>),
+    /// Binary keys.
+    Bytes(Vec<Vec<u8>>),
+}
+
+impl Keys {
+    /// The keys in pieces of at most `n`.
+    pub(crate) fn chunks(&self, n: usize) -> Vec<Keys> {
+        let n = n.max(1);
+        match self {
+            Keys::Ids(v) => v.chunks(n).map(|c| Keys::Ids(c.to_vec())).collect(),
+            Keys::Texts(v) => v.chunks(n).map(|c| Keys::Texts(c.to_vec())).collect(),
+            Keys::Bytes(v) => v.chunks(n).map(|c| Keys::Bytes(c.to_vec())).collect(),
+        }
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        match self {
+            Keys::Ids(v) => v.into_iter().map(Value::from).collect(),
+            Keys::Texts(v) => v.into_iter().map(Value::from).collect(),
+            Keys::Bytes(v) => v.into_iter().map(Value::from).collect(),
+        }
+    }
+
+    /// The keys as one PostgreSQL array parameter.
+    #[cfg(feature = "postgres")]
+    fn into_array(self) -> Value {
+        match self {
+            Keys::Ids(v) => Value::from(v),
+            Keys::Texts(v) => Value::from(v),
+            Keys::Bytes(v) => Value::from(v),
+        }
+    }
+}
+
 /// SQL text with bound values, written for one engine.
 #[derive(Debug)]
 pub(crate) struct Sql {
@@ -53,6 +94,34 @@ impl Sql {
             }
             self.bind(value);
         }
+        self
+    }
+
+    /// Appends a test that `column` is one of `keys`: `column IN (?, ?, ...)`,
+    /// or `column = ANY($n)` with one array parameter on PostgreSQL, whose
+    /// plan does not depend on how many keys there are.
+    pub(crate) fn in_keys(&mut self, column: &str, keys: Keys) -> &mut Self {
+        #[cfg(feature = "postgres")]
+        if self.engine == Engine::Postgres {
+            self.text.push_str(column);
+            self.text.push_str(" = ANY(");
+            self.bind(keys.into_array());
+            self.text.push(')');
+            return self;
+        }
+        self.text.push_str(column);
+        self.text.push_str(" IN (");
+        self.bind_list(keys.into_values());
+        self.text.push(')');
+        self
+    }
+
+    /// On PostgreSQL, appends `unnest($n)` for the keys, as a table to join.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn unnest(&mut self, keys: Keys) -> &mut Self {
+        self.text.push_str("unnest(");
+        self.bind(keys.into_array());
+        self.text.push(')');
         self
     }
 

@@ -22,7 +22,7 @@ use session_core::{
 use crate::config::{Engine, SqlStoreBuilder, redact_url, url_password};
 use crate::error::{ErrorMapper, Fail, R, is_transient, is_unique_violation};
 use crate::migration::{self, SCHEMA_VERSION, Tables};
-use crate::sql::{Sql, max_params, rows_per_chunk};
+use crate::sql::{Keys, Sql, max_params, rows_per_chunk};
 
 /// How often an attempt rolled back by a deadlock, a serialization failure
 /// or a busy SQLite database is run again before the error is returned.
@@ -63,6 +63,8 @@ pub struct SqlStore {
     errors: ErrorMapper,
     redacted_url: String,
     max_params: usize,
+    /// An in-memory SQLite database: neither durable nor shared.
+    in_memory: bool,
 }
 
 impl fmt::Debug for SqlStore {
@@ -96,6 +98,7 @@ impl SqlStoreBuilder {
             errors,
             redacted_url: redact_url(&self.driver_url),
             max_params: max_params(self.engine, sqlite_limit),
+            in_memory: self.is_sqlite_memory(),
             db,
         })
     }
@@ -586,22 +589,31 @@ impl SqlStore {
         self.insert_rows(txn, &table, &COLUMNS, None, rows).await
     }
 
+    /// How many keys one lookup statement carries: all of them on
+    /// PostgreSQL (one array parameter), else as many as fit.
+    fn keys_per_statement(&self) -> usize {
+        match self.engine {
+            Engine::Postgres => usize::MAX,
+            Engine::Sqlite | Engine::MySql => self.chunk_rows(1),
+        }
+    }
+
     /// Loads the peers with these ids (unknown ids are skipped).
     async fn load_peers<C: ConnectionTrait>(
         &self,
         c: &C,
         session: &str,
-        ids: &[i64],
+        ids: Vec<i64>,
     ) -> R<BTreeMap<PeerId, Peer>> {
         let mut found = BTreeMap::new();
-        for chunk in ids.chunks(self.chunk_rows(1).max(1)) {
+        for chunk in Keys::Ids(ids).chunks(self.keys_per_statement()) {
             let mut q = self.sql();
             q.push(&self.peer_select())
                 .push(" WHERE p.session = ")
                 .bind(session)
-                .push(" AND p.id IN (")
-                .bind_list(chunk.iter().copied())
-                .push(") ORDER BY p.id, u.pos");
+                .push(" AND ")
+                .in_keys("p.id", chunk)
+                .push(" ORDER BY p.id, u.pos");
             let rows = self.all(c, q).await?;
             for peer in self.decode_peers(&rows)? {
                 found.insert(peer.id, peer);
@@ -610,29 +622,65 @@ impl SqlStore {
         Ok(found)
     }
 
-    /// Ids of the peers that own any of these values of `column` in `table`.
-    async fn owners(
+    /// Ids of the peers that own any of these phones.
+    async fn phone_owners(
         &self,
         txn: &DatabaseTransaction,
         session: &str,
-        table: &str,
-        id_column: &str,
-        column: &str,
-        values: Vec<Value>,
+        phones: Vec<String>,
     ) -> R<BTreeSet<i64>> {
         let mut owners = BTreeSet::new();
-        let per_chunk = self.chunk_rows(1);
-        let mut values = values.into_iter().peekable();
-        while values.peek().is_some() {
-            let chunk: Vec<Value> = values.by_ref().take(per_chunk).collect();
+        for chunk in Keys::Texts(phones).chunks(self.keys_per_statement()) {
             let mut q = self.sql();
-            q.push(&format!("SELECT {id_column} FROM {table} WHERE session = "))
-                .bind(session)
-                .push(&format!(" AND {column} IN ("))
-                .bind_list(chunk)
-                .push(")");
+            q.push(&format!(
+                "SELECT id FROM {} WHERE session = ",
+                self.tables.peers
+            ))
+            .bind(session)
+            .push(" AND ")
+            .in_keys("phone", chunk);
             for row in self.all(txn, q).await? {
                 owners.insert(col::<i64>(&row, 0)?);
+            }
+        }
+        Ok(owners)
+    }
+
+    /// Ids of the peers that own any of these lowercased usernames.
+    async fn username_owners(
+        &self,
+        txn: &DatabaseTransaction,
+        session: &str,
+        keys: Vec<Vec<u8>>,
+    ) -> R<BTreeSet<i64>> {
+        let mut owners = BTreeSet::new();
+        for chunk in Keys::Bytes(keys).chunks(self.keys_per_statement()) {
+            let mut q = self.sql();
+            match self.engine {
+                // One primary-key probe per key, whatever the statistics say.
+                #[cfg(feature = "postgres")]
+                Engine::Postgres => {
+                    q.push(&format!(
+                        "SELECT (SELECT u.peer_id FROM {} u WHERE u.session = ",
+                        self.tables.peer_usernames
+                    ))
+                    .bind(session)
+                    .push(" AND u.username_lower = k.v) FROM ")
+                    .unnest(chunk)
+                    .push(" AS k(v)");
+                }
+                _ => {
+                    q.push(&format!(
+                        "SELECT peer_id FROM {} WHERE session = ",
+                        self.tables.peer_usernames
+                    ))
+                    .bind(session)
+                    .push(" AND ")
+                    .in_keys("username_lower", chunk);
+                }
+            }
+            for row in self.all(txn, q).await? {
+                owners.extend(col::<Option<i64>>(&row, 0)?);
             }
         }
         Ok(owners)
@@ -660,26 +708,17 @@ impl SqlStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut stored = self.load_peers(txn, session, &ids).await?;
+        let mut stored = self.load_peers(txn, session, ids).await?;
         let keys: BTreeSet<String> = peers.iter().flat_map(Peer::username_keys).collect();
         let phones: BTreeSet<String> = peers.iter().filter_map(|p| p.phone.clone()).collect();
         let mut owners = BTreeSet::new();
         if !keys.is_empty() {
-            let values = keys
-                .into_iter()
-                .map(|k| Value::from(k.into_bytes()))
-                .collect();
-            let table = self.tables.peer_usernames.clone();
-            owners.extend(
-                self.owners(txn, session, &table, "peer_id", "username_lower", values)
-                    .await?,
-            );
+            let keys = keys.into_iter().map(String::into_bytes).collect();
+            owners.extend(self.username_owners(txn, session, keys).await?);
         }
         if !phones.is_empty() {
-            let values = phones.into_iter().map(Value::from).collect();
-            let table = self.tables.peers.clone();
             owners.extend(
-                self.owners(txn, session, &table, "id", "phone", values)
+                self.phone_owners(txn, session, phones.into_iter().collect())
                     .await?,
             );
         }
@@ -688,7 +727,7 @@ impl SqlStore {
             .filter(|id| PeerId::from_marked(*id).map_or(true, |id| !stored.contains_key(&id)))
             .collect();
         if !extra.is_empty() {
-            stored.extend(self.load_peers(txn, session, &extra).await?);
+            stored.extend(self.load_peers(txn, session, extra).await?);
         }
 
         let mut table = PeerTable::default();
@@ -720,16 +759,15 @@ impl SqlStore {
             }
         }
         self.upsert_peers(txn, session, &changed).await?;
-        for chunk in drop_names.chunks(self.chunk_rows(1)) {
+        for chunk in Keys::Ids(drop_names).chunks(self.keys_per_statement()) {
             let mut q = self.sql();
             q.push(&format!(
                 "DELETE FROM {} WHERE session = ",
                 self.tables.peer_usernames
             ))
             .bind(session)
-            .push(" AND peer_id IN (")
-            .bind_list(chunk.iter().copied())
-            .push(")");
+            .push(" AND ")
+            .in_keys("peer_id", chunk);
             self.exec(txn, q).await?;
         }
         self.insert_usernames(txn, session, &add_names).await
@@ -1186,8 +1224,8 @@ impl SessionStore for SqlStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::NONE
-            .durable(true)
-            .shared_between_processes(true)
+            .durable(!self.in_memory)
+            .shared_between_processes(!self.in_memory)
             .atomic_multi_key_writes(true)
             .leases(true)
     }
@@ -1524,8 +1562,9 @@ impl SessionStore for SqlStore {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let found = self.load_peers(&self.db, session, &unique).await?;
-            if found.len() < unique.len() || unique.is_empty() {
+            let asked = unique.len();
+            let found = self.load_peers(&self.db, session, unique).await?;
+            if found.len() < asked || asked == 0 {
                 self.require_session(&self.db, session).await?;
             }
             Ok(ids.iter().map(|id| found.get(id).cloned()).collect())

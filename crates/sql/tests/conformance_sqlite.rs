@@ -45,6 +45,9 @@ async fn sqlite_memory_database_works() {
     store.create("m").await.expect("create");
     assert_eq!(store.list().await.expect("list"), ["m"]);
     assert_eq!(store.backend_name(), "sqlite");
+    let caps = store.capabilities();
+    assert!(!caps.durable && !caps.shared_between_processes, "{caps:?}");
+    assert!(caps.leases && caps.atomic_multi_key_writes, "{caps:?}");
 }
 
 #[tokio::test]
