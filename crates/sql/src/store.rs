@@ -225,6 +225,48 @@ impl SqlStore {
         self.db.close().await.map_err(|e| errors.db(e))
     }
 
+    /// Refreshes the engine's planner statistics for the store's tables
+    /// (`ANALYZE`). PostgreSQL's autovacuum (and MySQL's persistent
+    /// statistics) normally keep them current; call this after a bulk import
+    /// when autovacuum is off or has not caught up yet, since lookups that
+    /// are planned on stale statistics can scan a whole session.
+    pub async fn analyze(&self) -> Result<()> {
+        let t = &self.tables;
+        let tables = [
+            &t.sessions,
+            &t.peers,
+            &t.peer_usernames,
+            &t.dc_options,
+            &t.channel_pts,
+            &t.sent_files,
+        ];
+        let statements: Vec<String> = match self.engine {
+            Engine::Postgres => vec![format!(
+                "ANALYZE {}",
+                tables
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+            Engine::MySql => vec![format!(
+                "ANALYZE TABLE {}",
+                tables
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+            Engine::Sqlite => tables.iter().map(|t| format!("ANALYZE {t}")).collect(),
+        };
+        attempt!(self, {
+            for statement in &statements {
+                self.db.execute_unprepared(statement).await?;
+            }
+            Ok(())
+        })
+    }
+
     fn sql(&self) -> Sql {
         Sql::new(self.engine)
     }

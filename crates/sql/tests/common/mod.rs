@@ -331,6 +331,9 @@ pub async fn delete_cascades(engine: Engine) {
             })
             .collect();
         store.cache_peers("s", &peers).await.expect("cache");
+        store.analyze().await.expect("analyze");
+        let found = store.peer_by_phone("s", "10150").await.expect("lookup");
+        assert_eq!(found.map(|p| p.id), Some(PeerId::user(150).expect("id")));
         store
             .set_update_state("s", &UpdateStateChange::Channel { id: 5, pts: 9 })
             .await
