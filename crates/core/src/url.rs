@@ -222,37 +222,67 @@ fn shorten(text: &str) -> String {
     short
 }
 
-/// Replaces the password of a URL (in the user info or a `password=` query
-/// parameter) with `***`, so the URL can be shown in messages and logs.
+/// Query parameters whose values are secrets (compared case-insensitively).
+const SECRET_PARAMETERS: [&str; 5] = [
+    "password",
+    "pass",
+    "sslpassword",
+    "tlscertificatekeyfilepassword",
+    "sslclientcertificatekeypassword",
+];
+
+/// Replaces the password of a URL (in the user info, or a secret query
+/// parameter such as `password=`) with `***`, so the URL can be shown in
+/// messages, logs and `Debug` output. Everything else is kept, so the result
+/// still says where the store is. Works on multi-host strings
+/// (`mongodb://u:p@a:1,b:2/db`) that general URL parsers reject. Text that is
+/// not URL-shaped at all (no `:`, or white space) is not shown, since there is
+/// no telling where a secret would be in it. Every backend uses this one
+/// function.
 pub fn redact(url: &str) -> String {
+    if !url.contains(':') || url.chars().any(char::is_whitespace) {
+        return "<malformed URL, not shown>".to_owned();
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    // The authority ends at the first '/', '?' or '#'; a password holding one
+    // of those must be percent-encoded, so the user info ends at the last '@'.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let redacted_query = redact_query(tail);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return format!("{scheme}://{authority}{redacted_query}");
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{hosts}"),
+            None => format!("{userinfo}@{hosts}"),
+        },
+        None => authority.to_owned(),
     };
-    let shown = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => userinfo.to_owned(),
-    };
-    format!("{scheme}://{shown}@{host}{redacted_query}")
+    format!("{scheme}://{authority}{}", redact_query(tail))
 }
 
 fn redact_query(tail: &str) -> String {
     let Some((path, query)) = tail.split_once('?') else {
         return tail.to_owned();
     };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            Some((key, _)) if SECRET_PARAMETERS.contains(&key.to_ascii_lowercase().as_str()) => {
+                format!("{key}=***")
+            }
             _ => pair.to_owned(),
         })
         .collect();
-    format!("{path}?{}", pairs.join("&"))
+    let mut out = format!("{path}?{}", pairs.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -325,6 +355,17 @@ mod tests {
             redact("mysql://u@h/db?Password=x"),
             "mysql://u@h/db?Password=***"
         );
+        assert_eq!(
+            redact("redis+unix:///run/r.sock?db=1&pass=x"),
+            "redis+unix:///run/r.sock?db=1&pass=***"
+        );
+        assert_eq!(
+            redact("mongodb://h/?tlsCertificateKeyFilePassword=s#f"),
+            "mongodb://h/?tlsCertificateKeyFilePassword=***#f"
+        );
+        assert_eq!(redact("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
+        assert!(!redact("not a url hunter2").contains("hunter2"));
+        assert!(!redact("redis://:hunter2@[::1").contains("hunter2"));
         let shown = format!("{}", parse("redis://:secret@h").expect("ok").target);
         assert!(!shown.contains("secret"), "{shown}");
         let shown = format!("{:?}", parse("string:1ABCDEF").expect("ok").target);

@@ -8,54 +8,11 @@ const SECRET_OPTIONS: [&str; 3] = [
 ];
 
 /// A connection string with its password (and any secret query option)
-/// replaced by `***`, safe for errors, logs and `Debug` output.
-///
-/// Works on multi-host strings (`mongodb://u:p@a:1,b:2/db?replicaSet=x`) and
-/// on `mongodb+srv://` ones, which a general URL parser rejects. Input that
-/// does not look like a URL is returned with everything after the scheme
-/// hidden, so a malformed string never leaks what it holds.
+/// replaced by `***`, safe for errors, logs and `Debug` output: the shared
+/// [`session_core::url::redact`], which also handles multi-host and
+/// `mongodb+srv://` strings.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<malformed connection string>".to_owned();
-    };
-    // The authority ends at the first '/', '?' or '#'; a password holding one
-    // of those must be percent-encoded, so the userinfo ends at the last '@'
-    // before that point.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{hosts}"),
-            None => format!("{userinfo}@{hosts}"),
-        },
-        None => authority.to_owned(),
-    };
-    format!("{scheme}://{authority}{}", redact_query(tail))
-}
-
-fn redact_query(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let (query, fragment) = match query.split_once('#') {
-        Some((query, fragment)) => (query, Some(fragment)),
-        None => (query, None),
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if SECRET_OPTIONS.contains(&name.to_ascii_lowercase().as_str()) => {
-                format!("{name}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    let mut out = format!("{path}?{}", redacted.join("&"));
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
+    session_core::url::redact(url)
 }
 
 /// The password in a connection string, percent-decoded or not, so that
@@ -153,7 +110,7 @@ mod tests {
         );
         assert_eq!(
             redact_url("not a url hunter2"),
-            "<malformed connection string>"
+            "<malformed URL, not shown>"
         );
     }
 

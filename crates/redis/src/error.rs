@@ -8,38 +8,10 @@ use session_core::Error;
 pub(crate) const BACKEND: &str = "redis";
 
 /// A connection URL with its password (and `pass`/`password` query values,
-/// as unix-socket URLs carry them) replaced by `***`, safe to print.
-///
-/// A URL that does not parse is not shown at all, since there is no telling
-/// where a password would be in it.
+/// as unix-socket URLs carry them) replaced by `***`, safe to print: the
+/// shared [`session_core::url::redact`].
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparseable Redis URL, not shown>".to_owned();
-    };
-    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-        return "<Redis URL, not shown>".to_owned();
-    }
-    let secret_query = parsed
-        .query_pairs()
-        .any(|(k, _)| k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password"));
-    if secret_query {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let secret = k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password");
-                (
-                    k.into_owned(),
-                    if secret {
-                        "***".to_owned()
-                    } else {
-                        v.into_owned()
-                    },
-                )
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
+    session_core::url::redact(url)
 }
 
 /// Whether the error means the server cannot be used right now: refused,

@@ -102,29 +102,11 @@ pub fn validate_table_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the password of a URL (`scheme://user:password@host/...`) with
-/// `***`. Everything else is kept, so the result still says where the store is.
+/// Replaces the password of a URL (`scheme://user:password@host/...`, or a
+/// `password=` query parameter) with `***`: the shared
+/// [`session_core::url::redact`].
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{}:***{}",
-        &url[..authority_start],
-        &userinfo[..colon],
-        &url[authority_start + at..]
-    )
+    session_core::url::redact(url)
 }
 
 /// The password of a URL, percent-decoded, if it has a non-empty one.
