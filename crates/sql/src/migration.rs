@@ -172,9 +172,6 @@ fn initial_ddl(engine: Engine, tables: &Tables, mysql_collation: &str) -> Vec<St
         schema,
         ..
     } = tables;
-    // `peer_usernames` stays a rowid table on SQLite: without statistics,
-    // SQLite prefers a covering primary key scanned by `session` alone over
-    // the `(session, peer_id)` index when the primary key holds every column.
     let cascade = |parent: &str, cols: &str, parent_cols: &str| {
         format!("FOREIGN KEY ({cols}) REFERENCES {parent} ({parent_cols}) ON DELETE CASCADE")
     };
@@ -243,6 +240,9 @@ fn initial_ddl(engine: Engine, tables: &Tables, mysql_collation: &str) -> Vec<St
              PRIMARY KEY (session, id), {to_session}{}){rowid}{opts}",
             inline_index("peers_phone", "session, phone")
         ),
+        // `peer_usernames` stays a rowid table on SQLite: without statistics,
+        // SQLite prefers a covering primary key scanned by `session` alone over
+        // the `(session, peer_id)` index when the primary key holds every column.
         format!(
             "CREATE TABLE IF NOT EXISTS {peer_usernames} (\
              session {session} NOT NULL, \
