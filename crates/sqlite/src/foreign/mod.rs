@@ -59,7 +59,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use session_core::{Result, SessionData};
+use session_core::{Peer, PeerIdKind, Result, SessionData};
 
 mod pyrogram;
 mod sqlite_file;
@@ -268,6 +268,47 @@ impl Warnings {
     pub(crate) fn into_vec(self) -> Vec<Warning> {
         self.list
     }
+}
+
+/// Prepares a peer for a format that stores only full access hashes (and 0
+/// for basic chats): the normalized peer and the hash to write, or `None`
+/// after recording in `table` why the peer is not written.
+pub(crate) fn peer_with_full_hash(
+    peer: &Peer,
+    table: &str,
+    library: &str,
+    w: &mut Warnings,
+) -> Option<(Peer, i64)> {
+    let peer = match peer.normalized() {
+        Ok(p) => p,
+        Err(e) => {
+            w.one(table, format!("peer not written: {e}"));
+            return None;
+        }
+    };
+    let hash = match (peer.id.kind(), peer.access_hash) {
+        (PeerIdKind::Chat, _) => 0,
+        (_, Some(h)) if !h.min => h.value,
+        (_, Some(_)) => {
+            w.one(
+                table,
+                format!(
+                    "peer with only a min access hash not written ({library} stores only full hashes)"
+                ),
+            );
+            return None;
+        }
+        (_, None) => {
+            w.one(
+                table,
+                format!(
+                    "user or channel without an access hash not written ({library} needs the hash)"
+                ),
+            );
+            return None;
+        }
+    };
+    Some((peer, hash))
 }
 
 /// Reports tables of the file that the format does not define.

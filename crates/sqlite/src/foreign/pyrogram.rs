@@ -16,7 +16,9 @@ use session_core::{
 
 use super::sqlite_file::{self, ForeignDb, NewFile, int, int32};
 use super::telethon::{Candidate, resolve_conflicts, valid_marked};
-use super::{ExportWarning, ForeignFormat, ForeignImport, Warnings, WriteOptions};
+use super::{
+    ExportWarning, ForeignFormat, ForeignImport, Warnings, WriteOptions, peer_with_full_hash,
+};
 
 /// The newest Pyrogram-family schema version read (kurigram's).
 pub const PYROGRAM_MAX_VERSION: i64 = 7;
@@ -822,27 +824,8 @@ pub fn write_pyrogram(
 
     let mut peers: Vec<PeerRow> = Vec::with_capacity(data.peers.len());
     for peer in &data.peers {
-        let peer = match peer.normalized() {
-            Ok(p) => p,
-            Err(e) => {
-                w.one("peers", format!("peer not written: {e}"));
-                continue;
-            }
-        };
-        let hash = match (peer.id.kind(), peer.access_hash) {
-            (PeerIdKind::Chat, _) => 0,
-            (_, Some(h)) if !h.min => h.value,
-            (_, Some(_)) => {
-                w.one("peers", "peer with only a min access hash not written (Pyrogram stores only full hashes)");
-                continue;
-            }
-            (_, None) => {
-                w.one(
-                    "peers",
-                    "user or channel without an access hash not written (Pyrogram needs the hash)",
-                );
-                continue;
-            }
+        let Some((peer, hash)) = peer_with_full_hash(peer, "peers", "Pyrogram", &mut w) else {
+            continue;
         };
         let peer_type = match (peer.kind, peer.id.kind()) {
             (Some(PeerKind::User), _) => "user",

@@ -14,7 +14,9 @@ use session_core::{
 };
 
 use super::sqlite_file::{self, ForeignDb, NewFile, int, int_or_real, int32};
-use super::{ExportWarning, ForeignFormat, ForeignImport, Warnings, WriteOptions};
+use super::{
+    ExportWarning, ForeignFormat, ForeignImport, Warnings, WriteOptions, peer_with_full_hash,
+};
 
 /// The schema version Telethon 1.x writes (since 1.4x; 7 before).
 pub const TELETHON_VERSION: i64 = 8;
@@ -701,27 +703,8 @@ pub fn write_telethon(
     }
     let mut entities: Vec<Row> = Vec::with_capacity(data.peers.len());
     for peer in &data.peers {
-        let peer = match peer.normalized() {
-            Ok(p) => p,
-            Err(e) => {
-                w.one("entities", format!("peer not written: {e}"));
-                continue;
-            }
-        };
-        let hash = match (peer.id.kind(), peer.access_hash) {
-            (PeerIdKind::Chat, _) => 0,
-            (_, Some(h)) if !h.min => h.value,
-            (_, Some(_)) => {
-                w.one("entities", "peer with only a min access hash not written (Telethon stores only full hashes)");
-                continue;
-            }
-            (_, None) => {
-                w.one(
-                    "entities",
-                    "user or channel without an access hash not written (Telethon needs the hash)",
-                );
-                continue;
-            }
+        let Some((peer, hash)) = peer_with_full_hash(peer, "entities", "Telethon", &mut w) else {
+            continue;
         };
         let derivable = match peer.kind {
             None | Some(PeerKind::Chat) => true,
