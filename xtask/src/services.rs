@@ -176,22 +176,41 @@ impl Services {
         std::env::var(var).ok().filter(|v| !v.is_empty())
     }
 
-    fn redis(&mut self) -> Result<(), String> {
-        const VAR: &str = "MTSESSION_TEST_REDIS_URL";
-        if let Some(url) = Self::configured(VAR) {
-            let (host, port) = host_port(&url, 6379).ok_or(format!("{VAR} is not a URL"))?;
+    /// Uses the server `var` names (it must answer), or one already on the
+    /// local default port; `false` when there is none and one must be started.
+    fn use_running(
+        &mut self,
+        var: &str,
+        name: &str,
+        label: &str,
+        default_port: u16,
+        default_url: String,
+    ) -> Result<bool, String> {
+        if let Some(url) = Self::configured(var) {
+            let (host, port) =
+                host_port(&url, default_port).ok_or(format!("{var} is not a URL"))?;
             wait_until_answers(
                 &host,
                 port,
-                &format!("Redis at {VAR}"),
+                &format!("{label} at {var}"),
                 Duration::from_secs(5),
             )?;
-            say(&format!("redis: using {VAR} ({host}:{port})"));
-            return Ok(());
+            say(&format!("{name}: using {var} ({host}:{port})"));
+            return Ok(true);
         }
-        if answers("127.0.0.1", 6379) {
-            say("redis: using the server at 127.0.0.1:6379");
-            self.set(VAR, "redis://127.0.0.1:6379".into());
+        if answers("127.0.0.1", default_port) {
+            say(&format!(
+                "{name}: using the server at 127.0.0.1:{default_port}"
+            ));
+            self.set(var, default_url);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn redis(&mut self) -> Result<(), String> {
+        const VAR: &str = "MTSESSION_TEST_REDIS_URL";
+        if self.use_running(VAR, "redis", "Redis", 6379, "redis://127.0.0.1:6379".into())? {
             return Ok(());
         }
         if which("redis-server").is_none() {
@@ -217,20 +236,13 @@ impl Services {
 
     fn postgres(&mut self) -> Result<(), String> {
         const VAR: &str = "MTSESSION_TEST_POSTGRES_URL";
-        if let Some(url) = Self::configured(VAR) {
-            let (host, port) = host_port(&url, 5432).ok_or(format!("{VAR} is not a URL"))?;
-            wait_until_answers(
-                &host,
-                port,
-                &format!("PostgreSQL at {VAR}"),
-                Duration::from_secs(5),
-            )?;
-            say(&format!("postgres: using {VAR} ({host}:{port})"));
-            return Ok(());
-        }
-        if answers("127.0.0.1", 5432) {
-            say("postgres: using the server at 127.0.0.1:5432");
-            self.set(VAR, "postgres://postgres@127.0.0.1:5432/test".into());
+        if self.use_running(
+            VAR,
+            "postgres",
+            "PostgreSQL",
+            5432,
+            "postgres://postgres@127.0.0.1:5432/test".into(),
+        )? {
             return Ok(());
         }
         let mut fresh_install = false;
@@ -274,20 +286,13 @@ impl Services {
 
     fn mysql(&mut self) -> Result<(), String> {
         const VAR: &str = "MTSESSION_TEST_MYSQL_URL";
-        if let Some(url) = Self::configured(VAR) {
-            let (host, port) = host_port(&url, 3306).ok_or(format!("{VAR} is not a URL"))?;
-            wait_until_answers(
-                &host,
-                port,
-                &format!("MySQL at {VAR}"),
-                Duration::from_secs(5),
-            )?;
-            say(&format!("mysql: using {VAR} ({host}:{port})"));
-            return Ok(());
-        }
-        if answers("127.0.0.1", 3306) {
-            say("mysql: using the server at 127.0.0.1:3306");
-            self.set(VAR, "mysql://root@127.0.0.1:3306/test".into());
+        if self.use_running(
+            VAR,
+            "mysql",
+            "MySQL",
+            3306,
+            "mysql://root@127.0.0.1:3306/test".into(),
+        )? {
             return Ok(());
         }
         let mut fresh_install = false;
@@ -324,20 +329,13 @@ impl Services {
 
     fn mongo(&mut self) -> Result<(), String> {
         const VAR: &str = "MTSESSION_TEST_MONGO_URL";
-        if let Some(url) = Self::configured(VAR) {
-            let (host, port) = host_port(&url, 27017).ok_or(format!("{VAR} is not a URL"))?;
-            wait_until_answers(
-                &host,
-                port,
-                &format!("MongoDB at {VAR}"),
-                Duration::from_secs(5),
-            )?;
-            say(&format!("mongo: using {VAR} ({host}:{port})"));
-            return Ok(());
-        }
-        if answers("127.0.0.1", 27017) {
-            say("mongo: using the server at 127.0.0.1:27017");
-            self.set(VAR, "mongodb://127.0.0.1:27017".into());
+        if self.use_running(
+            VAR,
+            "mongo",
+            "MongoDB",
+            27017,
+            "mongodb://127.0.0.1:27017".into(),
+        )? {
             return Ok(());
         }
         let venv = target_dir().join("secantus-venv");
