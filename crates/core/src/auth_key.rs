@@ -65,6 +65,41 @@ impl Drop for AuthKey {
     }
 }
 
+/// Serialized as 512 lowercase hex digits: serializing a key writes the
+/// secret, which the caller asked for by serializing it.
+#[cfg(feature = "serde")]
+impl serde::Serialize for AuthKey {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let hex: zeroize::Zeroizing<String> =
+            zeroize::Zeroizing::new(self.0.iter().map(|b| format!("{b:02x}")).collect());
+        serializer.serialize_str(&hex)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for AuthKey {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(deserializer)?);
+        let bytes: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
+            (0..text.len())
+                .step_by(2)
+                .map(|i| {
+                    text.get(i..i + 2)
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                        .ok_or_else(|| serde::de::Error::custom("an auth key is 512 hex digits"))
+                })
+                .collect::<std::result::Result<_, D::Error>>()?,
+        );
+        AuthKey::from_slice(&bytes)
+            .map_err(|_| serde::de::Error::custom("an auth key is 512 hex digits"))
+    }
+}
+
 impl fmt::Debug for AuthKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AuthKey(id={})", self.id_hex())

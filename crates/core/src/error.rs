@@ -2,8 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-
-use crate::string::StringFormat;
+use std::time::Duration;
 
 /// A boxed error source, kept so callers can walk the chain.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -76,8 +75,9 @@ pub enum Error {
     /// A string session could not be decoded.
     #[error("{}", malformed_string_message(*looks_like, message))]
     MalformedString {
-        /// The format the string resembled, when it resembled one.
-        looks_like: Option<StringFormat>,
+        /// The name of the format the string resembled (`Telethon`,
+        /// `Pyrogram`, `GramJS`), when it resembled one.
+        looks_like: Option<&'static str>,
         /// What was found and what was expected.
         message: String,
     },
@@ -92,6 +92,45 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// Another connection or process held the lock a call needed for longer
+    /// than the configured timeout. Nothing was changed; the call may be retried.
+    #[error(
+        "{what} is locked by another connection or process; gave up after waiting {} \
+         (the busy timeout). Retry later, or raise the timeout",
+        format_wait(*waited)
+    )]
+    Busy {
+        /// The store or file, e.g. `SQLite file sessions.db`.
+        what: String,
+        /// How long the call waited.
+        waited: Duration,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A request reached the server (or may have) but no answer came back in
+    /// time, so whether a write took effect is unknown.
+    #[error(
+        "{backend}: {message}; the call was sent but not answered, so a write may or may not \
+         have been applied. Read the data back before retrying"
+    )]
+    OutcomeUnknown {
+        /// Backend name (`redis`, `postgres`, ...).
+        backend: &'static str,
+        /// Short description, free of credentials.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend (or the way it was opened) cannot do what was asked.
+    #[error("{backend}: {what} is not supported")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// What was asked, e.g. `leases` or `writes to a store opened read-only`.
+        what: String,
+    },
     /// Any other failure inside a backend.
     #[error("{backend} backend error: {source}")]
     Backend {
@@ -103,7 +142,15 @@ pub enum Error {
     },
 }
 
-fn malformed_string_message(looks_like: Option<StringFormat>, message: &str) -> String {
+fn format_wait(waited: Duration) -> String {
+    if waited >= Duration::from_secs(1) {
+        format!("{:.1} s", waited.as_secs_f64())
+    } else {
+        format!("{} ms", waited.as_millis())
+    }
+}
+
+fn malformed_string_message(looks_like: Option<&str>, message: &str) -> String {
     match looks_like {
         Some(format) => {
             format!("malformed string session: looks like a {format} string; {message}")
@@ -143,6 +190,14 @@ impl Error {
         }
     }
 
+    /// `Unsupported` for an operation of a backend.
+    pub fn unsupported(backend: &'static str, what: impl Into<String>) -> Self {
+        Error::Unsupported {
+            backend,
+            what: what.into(),
+        }
+    }
+
     /// `Backend` from any error, keeping it as the source.
     pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
         Error::Backend {
@@ -162,8 +217,18 @@ impl Error {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::MalformedString { .. } => ErrorKind::MalformedString,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Busy { .. } => ErrorKind::Busy,
+            Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Backend { .. } => ErrorKind::Backend,
         }
+    }
+
+    /// Whether retrying the same call may succeed and cannot do harm: the
+    /// server was unreachable or a lock was held, and nothing was applied.
+    /// [`Error::OutcomeUnknown`] is not retryable this way: read back first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. } | Error::Busy { .. })
     }
 }
 
@@ -187,6 +252,12 @@ pub enum ErrorKind {
     MalformedString,
     /// See [`Error::Unavailable`].
     Unavailable,
+    /// See [`Error::Busy`].
+    Busy,
+    /// See [`Error::OutcomeUnknown`].
+    OutcomeUnknown,
+    /// See [`Error::Unsupported`].
+    Unsupported,
     /// See [`Error::Backend`].
     Backend,
 }

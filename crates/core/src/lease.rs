@@ -1,14 +1,13 @@
 //! Leases: one owner of a session at a time, so one auth key is never used
 //! from two places at once (`AUTH_KEY_DUPLICATED`).
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::store::SessionStore;
+use crate::store::Store;
 
 /// A lease as the store recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +45,7 @@ pub fn validate_lease(owner: &str, ttl: Duration) -> Result<()> {
 /// released when dropped (or by [`LeaseGuard::release`]).
 #[derive(Debug)]
 pub struct LeaseGuard {
-    store: Arc<dyn SessionStore>,
+    store: Store,
     session: String,
     owner: String,
     info: watch::Receiver<std::result::Result<LeaseInfo, String>>,
@@ -56,7 +55,7 @@ pub struct LeaseGuard {
 impl LeaseGuard {
     /// Acquires the lease and starts renewing it. Must be called inside a Tokio runtime.
     pub async fn acquire(
-        store: Arc<dyn SessionStore>,
+        store: Store,
         session: &str,
         owner: &str,
         ttl: Duration,
@@ -65,7 +64,7 @@ impl LeaseGuard {
         let info = store.acquire_lease(session, owner, ttl).await?;
         let (tx, rx) = watch::channel(Ok(info));
         let renewer = tokio::spawn({
-            let store = Arc::clone(&store);
+            let store = store.clone();
             let session = session.to_owned();
             let owner = owner.to_owned();
             async move {
@@ -112,7 +111,7 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         if let Some(renewer) = self.renewer.take() {
             renewer.abort();
-            let store = Arc::clone(&self.store);
+            let store = self.store.clone();
             let session = std::mem::take(&mut self.session);
             let owner = std::mem::take(&mut self.owner);
             if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -1,4 +1,4 @@
-//! The data a session holds (DESIGN §2).
+//! The data a session holds ([design §2](https://github.com/mtsession/mtsession/blob/main/docs/design.md#2-data-model-session-core)).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +36,7 @@ pub fn validate_session_name(name: &str) -> Result<()> {
 }
 
 /// Connection details of one data center, and the key used with it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DcOption {
     /// DC id (1..=5 in production).
@@ -107,6 +108,7 @@ pub fn production_dcs() -> Vec<DcOption> {
 }
 
 /// Who is logged in with this session.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SelfUser {
     /// The user's bare id.
@@ -116,6 +118,7 @@ pub struct SelfUser {
 }
 
 /// Session-level metadata.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct SessionMeta {
     /// The application's `api_id`, if known.
@@ -130,6 +133,7 @@ pub struct SessionMeta {
 }
 
 /// How far the account has read the update stream.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct UpdateState {
     /// Common message box pts.
@@ -145,6 +149,7 @@ pub struct UpdateState {
 }
 
 /// A write to [`UpdateState`]: the whole state, or one part of it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpdateStateChange {
     /// Replace everything, including the channel table.
@@ -202,10 +207,13 @@ impl UpdateState {
 pub const CHANNEL_ID_OFFSET: i64 = 1_000_000_000_000;
 
 /// A Bot-API "marked" peer id: users `+id`, basic chats `-id`, channels `-(10^12 + id)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "i64", into = "i64"))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerId(i64);
 
 /// The three id spaces of Telegram.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerIdKind {
     /// Users and bots.
@@ -280,6 +288,21 @@ impl PeerId {
     }
 }
 
+impl TryFrom<i64> for PeerId {
+    type Error = Error;
+
+    /// [`PeerId::from_marked`].
+    fn try_from(marked: i64) -> Result<Self> {
+        PeerId::from_marked(marked)
+    }
+}
+
+impl From<PeerId> for i64 {
+    fn from(id: PeerId) -> i64 {
+        id.0
+    }
+}
+
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PeerId({})", self.0)
@@ -293,6 +316,8 @@ impl fmt::Display for PeerId {
 }
 
 /// What a cached peer is.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKind {
     /// A user.
@@ -300,6 +325,7 @@ pub enum PeerKind {
     /// A bot account.
     Bot,
     /// The logged-in account itself.
+    #[cfg_attr(feature = "serde", serde(rename = "self"))]
     SelfUser,
     /// A basic group chat.
     Chat,
@@ -309,11 +335,15 @@ pub enum PeerKind {
     Megagroup,
     /// A gigagroup (broadcast group).
     Gigagroup,
+    /// A community (Telegram's `community` channel constructor).
+    Community,
+    /// A channel's direct-messages group (a monoforum; kurigram's `direct`).
+    Monoforum,
 }
 
 impl PeerKind {
     /// Every kind, in storage-code order.
-    pub const ALL: [PeerKind; 7] = [
+    pub const ALL: [PeerKind; 9] = [
         PeerKind::User,
         PeerKind::Bot,
         PeerKind::SelfUser,
@@ -321,6 +351,8 @@ impl PeerKind {
         PeerKind::Broadcast,
         PeerKind::Megagroup,
         PeerKind::Gigagroup,
+        PeerKind::Community,
+        PeerKind::Monoforum,
     ];
 
     /// The id space peers of this kind live in.
@@ -328,7 +360,11 @@ impl PeerKind {
         match self {
             PeerKind::User | PeerKind::Bot | PeerKind::SelfUser => PeerIdKind::User,
             PeerKind::Chat => PeerIdKind::Chat,
-            PeerKind::Broadcast | PeerKind::Megagroup | PeerKind::Gigagroup => PeerIdKind::Channel,
+            PeerKind::Broadcast
+            | PeerKind::Megagroup
+            | PeerKind::Gigagroup
+            | PeerKind::Community
+            | PeerKind::Monoforum => PeerIdKind::Channel,
         }
     }
 
@@ -342,6 +378,8 @@ impl PeerKind {
             PeerKind::Broadcast => 5,
             PeerKind::Megagroup => 6,
             PeerKind::Gigagroup => 7,
+            PeerKind::Community => 8,
+            PeerKind::Monoforum => 9,
         }
     }
 
@@ -362,6 +400,8 @@ impl PeerKind {
             PeerKind::Broadcast => "broadcast",
             PeerKind::Megagroup => "megagroup",
             PeerKind::Gigagroup => "gigagroup",
+            PeerKind::Community => "community",
+            PeerKind::Monoforum => "monoforum",
         }
     }
 
@@ -372,6 +412,7 @@ impl PeerKind {
 }
 
 /// An access hash, and whether Telegram marked it `min` (usable only in context).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AccessHash {
     /// The hash.
@@ -393,6 +434,7 @@ impl AccessHash {
 }
 
 /// A cached peer. `None` fields mean "unknown": merging keeps the stored value.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     /// Marked id.
@@ -596,6 +638,7 @@ pub fn normalize_phone(phone: &str) -> Result<String> {
 }
 
 /// Whether an uploaded file was sent as a photo or a document.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileKind {
     /// Sent as a document (Telethon type 0).
@@ -624,6 +667,7 @@ impl FileKind {
 }
 
 /// The key of the sent-file cache: what was uploaded.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SentFileKey {
     /// MD5 of the file's contents.
@@ -635,6 +679,7 @@ pub struct SentFileKey {
 }
 
 /// The value of the sent-file cache: the file as Telegram knows it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SentFile {
     /// File id.
@@ -644,6 +689,7 @@ pub struct SentFile {
 }
 
 /// A whole session as one value, for export, import and copy.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionData {
     /// Home DC id.
@@ -720,6 +766,34 @@ mod tests {
         assert_eq!((channel.kind(), channel.bare()), (PeerIdKind::Channel, 42));
         assert!(PeerId::from_marked(0).is_err());
         assert!(PeerId::user(0).is_err());
+    }
+
+    #[test]
+    fn kind_codes_and_names_are_stable() {
+        let table: Vec<(i32, &str)> = PeerKind::ALL
+            .into_iter()
+            .map(|k| (k.code(), k.as_str()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                (1, "user"),
+                (2, "bot"),
+                (3, "self"),
+                (4, "chat"),
+                (5, "broadcast"),
+                (6, "megagroup"),
+                (7, "gigagroup"),
+                (8, "community"),
+                (9, "monoforum"),
+            ]
+        );
+        for kind in PeerKind::ALL {
+            assert_eq!(PeerKind::from_code(i64::from(kind.code())), Some(kind));
+            assert_eq!(PeerKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(PeerKind::Monoforum.id_kind(), PeerIdKind::Channel);
+        assert_eq!(PeerKind::from_code(10), None);
     }
 
     #[test]

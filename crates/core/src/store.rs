@@ -1,17 +1,18 @@
-//! The backend trait every store implements, and the options it is opened with.
+//! [`Store`]: what applications hold, over any [`SessionBackend`]; and the
+//! capabilities and durability policies a backend declares.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::error::Result;
-use crate::lease::LeaseInfo;
+use crate::backend::{ImportMode, SessionBackend, SessionHeader};
+use crate::error::{Error, Result};
+use crate::lease::{LeaseGuard, LeaseInfo, now_ms};
 use crate::model::{
     DcOption, Peer, PeerId, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta, UpdateState,
-    UpdateStateChange,
+    UpdateStateChange, validate_session_name,
 };
+use crate::session::{Session, SessionOptions, ops, validate_data};
 
 /// What a backend can promise. The conformance suite runs a gated case only
 /// when the capability is declared, and reports it as ignored otherwise.
@@ -26,7 +27,7 @@ pub struct Capabilities {
     pub ttl: bool,
     /// Writes that belong together (an import, a username move) are atomic.
     pub atomic_multi_key_writes: bool,
-    /// `acquire_lease` and friends are implemented.
+    /// Leases are implemented.
     pub leases: bool,
 }
 
@@ -79,149 +80,358 @@ pub enum Durability {
     #[default]
     Immediate,
     /// Writes may be buffered for at most `max_delay` before they reach
-    /// durable storage; [`SessionStore::flush`] forces them out.
+    /// durable storage; [`Store::flush`] forces them out.
     WriteBehind {
         /// The longest a write may stay buffered.
         max_delay: Duration,
     },
 }
 
-/// A store of named sessions: the trait a backend implements.
+/// A store of named sessions, as applications hold it: a cheap, cloneable
+/// handle on any [`SessionBackend`], chosen at run time.
 ///
-/// Every per-session method takes the session name. Applications normally use
-/// it through [`crate::Session`] handles from [`crate::SessionStoreExt::open`].
+/// Every method validates its arguments (session names, DC ids, peers,
+/// channel ids) and normalizes them once, then calls the backend. Work on
+/// one session through the [`Session`] handle from [`open`](Self::open).
 ///
-/// # Contract
+/// ```
+/// use session_core::{MemoryStore, Peer, PeerId, Store};
 ///
-/// - Session names are validated by callers in core (1..=255 bytes of UTF-8);
-///   backends store any such name verbatim, including unicode.
-/// - A session exists from [`create`](Self::create) or
-///   [`import`](Self::import) until [`delete`](Self::delete). Every
-///   per-session read and write on a session that does not exist fails with
-///   [`Error::NotFound`](crate::Error::NotFound); nothing creates a session
-///   implicitly.
-/// - A created session holds [`SessionData::default`] (home DC 2 and the five
-///   production DCs, no keys, zero update state) and `created_at_ms` /
-///   `updated_at_ms` set to the creation time.
-/// - Sessions are isolated: nothing written to one is visible in another.
-/// - [`cache_peers`](Self::cache_peers) is one round trip or one transaction
-///   per call, applies [`Peer::merge`] to each stored peer, and moves
-///   usernames and phones to the most recent owner: after the call no other
-///   peer of the session answers a lookup by them. Callers pass peers that
-///   went through [`Peer::normalized`]; the last occurrence of an id in one
-///   batch wins.
-/// - Username lookups ignore case and a leading `@`.
-/// - [`peers`](Self::peers) answers in the order of the ids asked for.
-/// - [`import`](Self::import) replaces the whole session atomically when the
-///   backend declares `atomic_multi_key_writes`.
-/// - Data written by a newer schema version is refused with
-///   [`Error::UnsupportedSchemaVersion`](crate::Error::UnsupportedSchemaVersion)
-///   when the store is opened.
-#[async_trait]
-pub trait SessionStore: Send + Sync + fmt::Debug {
-    /// The backend's short name (`memory`, `sqlite`, ...), used in errors.
-    fn backend_name(&self) -> &'static str;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> session_core::Result<()> {
+/// let store = Store::new(MemoryStore::new());
+/// let session = store.open("alice").await?;
+/// session.cache_peer(&Peer::new(PeerId::user(42)?).with_hash(7).with_username("Durov")).await?;
+/// assert_eq!(store.peer_by_username("alice", "@durov").await?.map(|p| p.id), Some(PeerId::user(42)?));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn SessionBackend>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.backend, f)
+    }
+}
+
+impl<B: SessionBackend> From<B> for Store {
+    fn from(backend: B) -> Self {
+        Store::new(backend)
+    }
+}
+
+impl From<Arc<dyn SessionBackend>> for Store {
+    fn from(backend: Arc<dyn SessionBackend>) -> Self {
+        Store { backend }
+    }
+}
+
+impl Store {
+    /// A store over `backend`.
+    pub fn new(backend: impl SessionBackend) -> Self {
+        Store {
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// A store over a shared backend.
+    pub fn from_arc(backend: Arc<dyn SessionBackend>) -> Self {
+        Store { backend }
+    }
+
+    /// The backend behind the store.
+    pub fn backend(&self) -> &Arc<dyn SessionBackend> {
+        &self.backend
+    }
+
+    /// The backend's short name (`memory`, `sqlite`, ...).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
 
     /// What the backend promises.
-    fn capabilities(&self) -> Capabilities;
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
+    }
 
-    /// Names of every session, sorted.
-    async fn list(&self) -> Result<Vec<String>>;
+    /// A handle on `name`, creating the session with defaults when absent.
+    pub async fn open(&self, name: &str) -> Result<Session> {
+        self.open_with(name, SessionOptions::default()).await
+    }
+
+    /// Like [`open`](Self::open), with options.
+    pub async fn open_with(&self, name: &str, options: SessionOptions) -> Result<Session> {
+        let session = Session::new(self.clone(), name, options)?;
+        if !self.backend.exists(name).await? {
+            match self.create(name).await {
+                Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(session)
+    }
+
+    /// A handle on `name` without creating it (calls fail with `NotFound`
+    /// until the session exists).
+    pub fn session(&self, name: &str) -> Result<Session> {
+        Session::new(self.clone(), name, SessionOptions::default())
+    }
+
+    /// Names of every session, sorted by bytes.
+    pub async fn list(&self) -> Result<Vec<String>> {
+        self.backend.list().await
+    }
 
     /// Whether the session exists.
-    async fn exists(&self, session: &str) -> Result<bool>;
+    pub async fn exists(&self, session: &str) -> Result<bool> {
+        validate_session_name(session)?;
+        self.backend.exists(session).await
+    }
 
-    /// Creates a fresh session; `AlreadyExists` if it exists.
-    async fn create(&self, session: &str) -> Result<()>;
+    /// Creates a fresh session ([`SessionData::default`]); `AlreadyExists` if it exists.
+    pub async fn create(&self, session: &str) -> Result<()> {
+        validate_session_name(session)?;
+        self.backend
+            .import(
+                session,
+                &SessionData::default(),
+                ImportMode::CreateOnly,
+                now_ms(),
+            )
+            .await
+    }
 
     /// Deletes a session and everything in it. Returns whether it existed.
-    async fn delete(&self, session: &str) -> Result<bool>;
+    pub async fn delete(&self, session: &str) -> Result<bool> {
+        validate_session_name(session)?;
+        self.backend.delete(session).await
+    }
 
     /// Copies `from` into `to`. `NotFound` if `from` is missing;
     /// `AlreadyExists` if `to` exists and `overwrite` is false.
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()>;
+    pub async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
+        validate_session_name(from)?;
+        validate_session_name(to)?;
+        if from == to {
+            if !self.backend.exists(from).await? {
+                return Err(Error::session_not_found(from));
+            }
+            return if overwrite {
+                Ok(())
+            } else {
+                Err(Error::session_exists(to))
+            };
+        }
+        self.backend.copy(from, to, overwrite, now_ms()).await
+    }
 
     /// Makes buffered writes durable. A no-op for [`Durability::Immediate`].
-    async fn flush(&self) -> Result<()>;
+    pub async fn flush(&self) -> Result<()> {
+        self.backend.flush().await
+    }
 
-    /// The whole session as one value, canonicalized.
-    async fn export(&self, session: &str) -> Result<SessionData>;
+    /// The whole session as one value, canonical.
+    pub async fn export(&self, session: &str) -> Result<SessionData> {
+        validate_session_name(session)?;
+        self.backend.export(session).await
+    }
 
     /// Replaces (or creates) the session with `data`.
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()>;
+    pub async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
+        self.import_with(session, data, ImportMode::Replace).await
+    }
+
+    /// Creates the session from `data`; `AlreadyExists` (with nothing
+    /// written) if it exists. Of two racing calls, exactly one succeeds.
+    pub async fn import_new(&self, session: &str, data: &SessionData) -> Result<()> {
+        self.import_with(session, data, ImportMode::CreateOnly)
+            .await
+    }
+
+    /// Imports with an explicit [`ImportMode`].
+    pub async fn import_with(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+    ) -> Result<()> {
+        validate_session_name(session)?;
+        let data = validate_data(data, true)?;
+        self.backend.import(session, &data, mode, now_ms()).await
+    }
+
+    /// The session-level fields (home DC, self user, metadata, takeout id).
+    pub async fn header(&self, session: &str) -> Result<SessionHeader> {
+        validate_session_name(session)?;
+        self.backend.header(session).await
+    }
 
     /// Home DC id.
-    async fn home_dc(&self, session: &str) -> Result<i32>;
+    pub async fn home_dc(&self, session: &str) -> Result<i32> {
+        Ok(self.header(session).await?.home_dc)
+    }
 
     /// Sets the home DC id.
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()>;
+    pub async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_home_dc(&*self.backend, session, dc_id).await
+    }
 
     /// Every DC option, sorted by id.
-    async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>>;
+    pub async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
+        validate_session_name(session)?;
+        self.backend.dc_options(session).await
+    }
 
     /// Inserts or replaces one DC option (addresses and key together).
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()>;
+    pub async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_dc_option(&*self.backend, session, dc).await
+    }
 
     /// The logged-in user.
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>>;
+    pub async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
+        Ok(self.header(session).await?.self_user)
+    }
 
     /// Sets or clears the logged-in user.
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()>;
+    pub async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_self_user(&*self.backend, session, user).await
+    }
 
     /// Metadata (api_id, test mode, times).
-    async fn metadata(&self, session: &str) -> Result<SessionMeta>;
+    pub async fn metadata(&self, session: &str) -> Result<SessionMeta> {
+        Ok(self.header(session).await?.meta())
+    }
 
-    /// Sets api_id and test mode; the backend maintains the times.
-    async fn set_metadata(&self, session: &str, api_id: Option<i32>, test_mode: bool)
-    -> Result<()>;
+    /// Sets api_id and test mode; the times are maintained by the store.
+    pub async fn set_metadata(
+        &self,
+        session: &str,
+        api_id: Option<i32>,
+        test_mode: bool,
+    ) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_metadata(&*self.backend, session, api_id, test_mode).await
+    }
 
     /// Takeout id.
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>>;
+    pub async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
+        Ok(self.header(session).await?.takeout_id)
+    }
 
     /// Sets or clears the takeout id.
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()>;
+    pub async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_takeout_id(&*self.backend, session, takeout_id).await
+    }
 
     /// The update state.
-    async fn update_state(&self, session: &str) -> Result<UpdateState>;
+    pub async fn update_state(&self, session: &str) -> Result<UpdateState> {
+        validate_session_name(session)?;
+        self.backend.update_state(session).await
+    }
 
     /// Applies a (partial) update-state write.
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()>;
+    pub async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
+        validate_session_name(session)?;
+        ops::set_update_state(&*self.backend, session, change).await
+    }
 
-    /// Upserts a batch of peers, merging each into what is stored.
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()>;
+    /// Merges a batch of peers into the cache (one round trip or transaction).
+    pub async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
+        validate_session_name(session)?;
+        ops::cache_peers(&*self.backend, session, peers).await
+    }
 
     /// Looks up many peers by id, answering in the order asked.
-    async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>>;
+    pub async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
+        validate_session_name(session)?;
+        self.backend.peers(session, ids).await
+    }
 
-    /// The current owner of a username (case-insensitive).
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>>;
+    /// The current owner of a username, ignoring case and a leading `@`.
+    pub async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
+        validate_session_name(session)?;
+        ops::peer_by_username(&*self.backend, session, username).await
+    }
 
-    /// The current owner of a phone number (digits only).
-    async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>>;
+    /// The current owner of a phone number; `+` and separators are ignored.
+    pub async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
+        validate_session_name(session)?;
+        ops::peer_by_phone(&*self.backend, session, phone).await
+    }
 
     /// How many peers are cached.
-    async fn peer_count(&self, session: &str) -> Result<u64>;
+    pub async fn peer_count(&self, session: &str) -> Result<u64> {
+        validate_session_name(session)?;
+        self.backend.peer_count(session).await
+    }
 
     /// Looks up the sent-file cache.
-    async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>>;
+    pub async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
+        validate_session_name(session)?;
+        self.backend.sent_file(session, key).await
+    }
 
     /// Stores one sent-file entry, replacing an existing one.
-    async fn cache_sent_file(
+    pub async fn cache_sent_file(
         &self,
         session: &str,
         key: &SentFileKey,
         file: &SentFile,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        validate_session_name(session)?;
+        self.backend.cache_sent_file(session, key, file).await
+    }
 
     /// Takes the session's lease for `owner` for `ttl`, or renews it when
     /// `owner` holds it already. `LeaseHeld` while another owner's lease is
-    /// live. The session need not exist. Backends without the `leases`
-    /// capability return `InvalidInput`.
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo>;
+    /// live; `Unsupported` when the backend has no leases. The session need
+    /// not exist.
+    pub async fn acquire_lease(
+        &self,
+        session: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LeaseInfo> {
+        validate_session_name(session)?;
+        ops::acquire_lease(&*self.backend, session, owner, ttl).await
+    }
 
-    /// Gives the lease up if `owner` holds it. Returns whether it was held.
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool>;
+    /// Gives the lease up if `owner` holds it. Returns whether it was held (and live).
+    pub async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
+        validate_session_name(session)?;
+        self.backend.release_lease(session, owner, now_ms()).await
+    }
+
+    /// Takes the session's lease for `owner`, renewed in the background until
+    /// the guard drops.
+    pub async fn lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseGuard> {
+        validate_session_name(session)?;
+        LeaseGuard::acquire(self.clone(), session, owner, ttl).await
+    }
 }
 
-/// A store shared behind an `Arc`, as applications hold it.
-pub type DynStore = Arc<dyn SessionStore>;
+/// Conveniences on every concrete backend type.
+pub trait BackendExt: SessionBackend + Sized {
+    /// Wraps the backend in a [`Store`].
+    fn into_store(self) -> Store {
+        Store::new(self)
+    }
+
+    /// Wraps the backend in a [`Store`] and opens (creating when absent) the
+    /// session `name`: `SqliteStore::open(path).await?.open("alice").await?`.
+    /// The session's [`Session::store`] opens more.
+    fn open(self, name: &str) -> impl std::future::Future<Output = Result<Session>> + Send {
+        let store = Store::new(self);
+        let name = name.to_owned();
+        async move { store.open(&name).await }
+    }
+}
+
+impl<B: SessionBackend> BackendExt for B {}

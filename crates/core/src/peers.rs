@@ -1,0 +1,435 @@
+//! The peer-cache rules, once: merging, `min` hashes, and username and phone
+//! ownership moves.
+//!
+//! [`PeerTable`] is the reference implementation (the memory store keeps its
+//! peers in one). A persistent backend loads the stored peers a
+//! [`PeerBatch`] touches, calls [`PeerBatch::plan`], and applies the
+//! [`PeerPlan`] it gets back in the same transaction. The plan is a pure
+//! function of its inputs, so a transaction that is retried calls it again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::Result;
+use crate::model::{Peer, PeerId, normalize_username};
+
+/// A peer cache with username and phone indexes, applying the merge and
+/// ownership rules of the contract.
+///
+/// Invariant: a username key (or phone) is in the index exactly when one
+/// stored peer lists it, and the index names that peer.
+#[derive(Clone, Debug, Default)]
+pub struct PeerTable {
+    peers: BTreeMap<PeerId, Peer>,
+    by_username: HashMap<String, PeerId>,
+    by_phone: HashMap<String, PeerId>,
+}
+
+impl PeerTable {
+    /// A table holding `rows` as stored (no rules applied), indexed by their
+    /// usernames and phones.
+    pub fn from_rows(rows: impl IntoIterator<Item = Peer>) -> Self {
+        let mut table = PeerTable::default();
+        for row in rows {
+            for key in row.username_keys() {
+                table.by_username.insert(key, row.id);
+            }
+            if let Some(phone) = &row.phone {
+                table.by_phone.insert(phone.clone(), row.id);
+            }
+            table.peers.insert(row.id, row);
+        }
+        table
+    }
+
+    /// Merges one normalized peer, moving its usernames and phone to it.
+    pub fn upsert(&mut self, peer: &Peer) {
+        self.upsert_tracking(peer, |_| {});
+    }
+
+    /// Like [`upsert`](Self::upsert), calling `touched` with the id of every
+    /// other peer that lost a username or its phone to `peer`.
+    pub fn upsert_tracking(&mut self, peer: &Peer, mut touched: impl FnMut(PeerId)) {
+        let id = peer.id;
+        let (old_keys, old_phone) = match self.peers.get_mut(&id) {
+            Some(stored) => {
+                let old = (stored.username_keys(), stored.phone.clone());
+                stored.merge(peer);
+                old
+            }
+            None => {
+                self.peers.insert(id, peer.clone());
+                (Vec::new(), None)
+            }
+        };
+        let Some(merged) = self.peers.get(&id) else {
+            return;
+        };
+        let new_keys = merged.username_keys();
+        let new_phone = merged.phone.clone();
+        for key in old_keys {
+            if !new_keys.contains(&key) && self.by_username.get(&key) == Some(&id) {
+                self.by_username.remove(&key);
+            }
+        }
+        if let Some(phone) = old_phone
+            && new_phone.as_ref() != Some(&phone)
+            && self.by_phone.get(&phone) == Some(&id)
+        {
+            self.by_phone.remove(&phone);
+        }
+        for key in new_keys {
+            if let Some(previous) = self.by_username.insert(key.clone(), id)
+                && previous != id
+                && let Some(other) = self.peers.get_mut(&previous)
+                && let Some(names) = &mut other.usernames
+            {
+                names.retain(|n| normalize_username(n) != key);
+                touched(previous);
+            }
+        }
+        if let Some(phone) = new_phone
+            && let Some(previous) = self.by_phone.insert(phone, id)
+            && previous != id
+            && let Some(other) = self.peers.get_mut(&previous)
+        {
+            other.phone = None;
+            touched(previous);
+        }
+    }
+
+    /// One peer by id.
+    pub fn get(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    /// The owner of a username key (lowercased, without `@`).
+    pub fn by_username(&self, key: &str) -> Option<&Peer> {
+        self.by_username.get(key).and_then(|id| self.peers.get(id))
+    }
+
+    /// The owner of a phone.
+    pub fn by_phone(&self, phone: &str) -> Option<&Peer> {
+        self.by_phone.get(phone).and_then(|id| self.peers.get(id))
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether there are no peers.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Every peer, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    /// Every peer, by id, by value.
+    pub fn into_rows(self) -> impl Iterator<Item = Peer> {
+        self.peers.into_values()
+    }
+}
+
+/// A batch of peers to cache, normalized, with the keys a backend needs to
+/// load what the batch touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerBatch {
+    peers: Vec<Peer>,
+    ids: Vec<PeerId>,
+    username_keys: Vec<String>,
+    phones: Vec<String>,
+}
+
+impl PeerBatch {
+    /// Normalizes every peer ([`Peer::normalized`]) and collects the keys.
+    /// Fails with `InvalidInput` on the first peer that is not valid.
+    pub fn new(peers: &[Peer]) -> Result<Self> {
+        let peers = peers
+            .iter()
+            .map(Peer::normalized)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PeerBatch::from_normalized(peers))
+    }
+
+    fn from_normalized(peers: Vec<Peer>) -> Self {
+        let ids: BTreeSet<PeerId> = peers.iter().map(|p| p.id).collect();
+        let keys: BTreeSet<String> = peers.iter().flat_map(Peer::username_keys).collect();
+        let phones: BTreeSet<String> = peers.iter().filter_map(|p| p.phone.clone()).collect();
+        PeerBatch {
+            peers,
+            ids: ids.into_iter().collect(),
+            username_keys: keys.into_iter().collect(),
+            phones: phones.into_iter().collect(),
+        }
+    }
+
+    /// The peers, normalized, in the order given (later ones merge over earlier ones).
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// Whether the batch holds no peer.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The distinct ids of the batch, sorted: load the stored peers with these ids.
+    pub fn ids(&self) -> &[PeerId] {
+        &self.ids
+    }
+
+    /// The distinct username keys the batch claims, sorted: load the peers
+    /// that own them now.
+    pub fn username_keys(&self) -> &[String] {
+        &self.username_keys
+    }
+
+    /// The distinct phones the batch claims, sorted: load the peers that own them now.
+    pub fn phones(&self) -> &[String] {
+        &self.phones
+    }
+
+    /// Computes what the batch writes, given the stored peers it touches:
+    /// every stored peer whose id is in [`ids`](Self::ids) or who owns one of
+    /// the [`username_keys`](Self::username_keys) or [`phones`](Self::phones)
+    /// (extra peers are harmless; missing ones make the plan wrong).
+    ///
+    /// The peers of the batch are merged in order into what is stored
+    /// ([`Peer::merge`], with the `min`-hash rule), and each username and
+    /// phone moves to the peer that claimed it last.
+    pub fn plan(&self, stored: impl IntoIterator<Item = Peer>) -> PeerPlan {
+        let mut table = PeerTable::from_rows(stored);
+        // The stored value of every row the batch may change, taken just
+        // before its first change: the peer itself, and the current owners of
+        // the usernames and phone it claims.
+        let mut before: BTreeMap<PeerId, Option<Peer>> = BTreeMap::new();
+        for peer in &self.peers {
+            let mut remember = |id: PeerId, table: &PeerTable| {
+                before.entry(id).or_insert_with(|| table.get(id).cloned());
+            };
+            remember(peer.id, &table);
+            for key in peer.username_keys() {
+                if let Some(owner) = table.by_username.get(&key).copied() {
+                    remember(owner, &table);
+                }
+            }
+            if let Some(owner) = peer
+                .phone
+                .as_ref()
+                .and_then(|p| table.by_phone.get(p))
+                .copied()
+            {
+                remember(owner, &table);
+            }
+            table.upsert(peer);
+        }
+        let mut plan = PeerPlan::default();
+        for (id, old) in &before {
+            let id = *id;
+            let Some(after) = table.get(id) else {
+                continue;
+            };
+            let old = old.as_ref();
+            if old == Some(after) {
+                continue;
+            }
+            let old_keys: BTreeSet<String> = old
+                .map(Peer::username_keys)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let new_keys: BTreeSet<String> = after.username_keys().into_iter().collect();
+            for key in old_keys.difference(&new_keys) {
+                plan.usernames_removed.push((key.clone(), id));
+            }
+            for key in new_keys.difference(&old_keys) {
+                plan.usernames_added.push((key.clone(), id));
+            }
+            let old_phone = old.and_then(|p| p.phone.as_ref());
+            if old_phone != after.phone.as_ref() {
+                if let Some(phone) = old_phone {
+                    plan.phones_removed.push((phone.clone(), id));
+                }
+                if let Some(phone) = &after.phone {
+                    plan.phones_added.push((phone.clone(), id));
+                }
+            }
+            if old.is_none() {
+                plan.inserted += 1;
+            }
+            plan.rows.push(after.clone());
+        }
+        plan.usernames_removed.sort();
+        plan.usernames_added.sort();
+        plan.phones_removed.sort();
+        plan.phones_added.sort();
+        plan
+    }
+}
+
+/// What a [`PeerBatch`] writes: the rows whose stored value changes and the
+/// index entries that move.
+///
+/// Apply it in this order, in one transaction: delete the removed index
+/// entries (and, where phones live in a uniquely indexed column, clear the
+/// `phones_removed` phones first), write the rows, then write the added
+/// index entries (replacing whatever entry a key has).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerPlan {
+    /// Whole rows to insert or replace, sorted by id, each id once: the
+    /// merged peers of the batch and the peers that lost a username or phone.
+    pub rows: Vec<Peer>,
+    /// How many of `rows` are new (the peer count grows by this much).
+    pub inserted: u64,
+    /// Username index entries to delete: `(key, peer that listed it)`.
+    pub usernames_removed: Vec<(String, PeerId)>,
+    /// Username index entries to write: `(key, new owner)`.
+    pub usernames_added: Vec<(String, PeerId)>,
+    /// Phone index entries to delete: `(phone, peer that had it)`.
+    pub phones_removed: Vec<(String, PeerId)>,
+    /// Phone index entries to write: `(phone, new owner)`.
+    pub phones_added: Vec<(String, PeerId)>,
+}
+
+impl PeerPlan {
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Applies the plan to a table (what a key-value backend does with its
+    /// own storage). Used by tests to check a plan against [`PeerTable::upsert`].
+    pub fn apply_to(&self, table: &mut PeerTable) {
+        for (key, id) in &self.usernames_removed {
+            if table.by_username.get(key) == Some(id) {
+                table.by_username.remove(key);
+            }
+        }
+        for (phone, id) in &self.phones_removed {
+            if table.by_phone.get(phone) == Some(id) {
+                table.by_phone.remove(phone);
+            }
+        }
+        for row in &self.rows {
+            table.peers.insert(row.id, row.clone());
+        }
+        for (key, id) in &self.usernames_added {
+            table.by_username.insert(key.clone(), *id);
+        }
+        for (phone, id) in &self.phones_added {
+            table.by_phone.insert(phone.clone(), *id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AccessHash;
+
+    fn user(id: i64) -> PeerId {
+        PeerId::user(id).expect("valid")
+    }
+
+    type Snapshot = (Vec<Peer>, Vec<(String, PeerId)>, Vec<(String, PeerId)>);
+
+    fn snapshot(table: &PeerTable) -> Snapshot {
+        let mut names: Vec<_> = table
+            .by_username
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        names.sort();
+        let mut phones: Vec<_> = table
+            .by_phone
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        phones.sort();
+        (table.iter().cloned().collect(), names, phones)
+    }
+
+    #[test]
+    fn plan_moves_a_username_and_a_phone() {
+        let stored = vec![
+            Peer::new(user(1)).with_username("Alice").with_phone("111"),
+            Peer::new(user(2)).with_hash(5),
+        ];
+        let batch = PeerBatch::new(&[Peer::new(user(2))
+            .with_username("@ALICE")
+            .with_phone("+1 11")])
+        .expect("valid");
+        assert_eq!(batch.username_keys(), ["alice"]);
+        assert_eq!(batch.phones(), ["111"]);
+        let plan = batch.plan(stored.clone());
+        assert_eq!(plan.inserted, 0);
+        assert_eq!(plan.rows.len(), 2);
+        assert_eq!(plan.rows[0].usernames, Some(vec![]));
+        assert_eq!(plan.rows[0].phone, None);
+        assert_eq!(plan.rows[1].usernames, Some(vec!["ALICE".to_owned()]));
+        assert_eq!(plan.rows[1].access_hash, Some(AccessHash::full(5)));
+        assert_eq!(plan.usernames_removed, vec![("alice".to_owned(), user(1))]);
+        assert_eq!(plan.usernames_added, vec![("alice".to_owned(), user(2))]);
+        assert_eq!(plan.phones_removed, vec![("111".to_owned(), user(1))]);
+        assert_eq!(plan.phones_added, vec![("111".to_owned(), user(2))]);
+    }
+
+    #[test]
+    fn unchanged_rows_are_not_rewritten() {
+        let stored = vec![Peer::new(user(1)).with_hash(1).with_username("a")];
+        let batch = PeerBatch::new(&[Peer::new(user(1)).with_min_hash(9)]).expect("valid");
+        assert!(batch.plan(stored).is_empty());
+    }
+
+    /// Sequences of random batches: applying each plan to a table gives the
+    /// same table as upserting the batch into it directly.
+    #[test]
+    fn plans_agree_with_the_reference() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut reference = PeerTable::default();
+            let mut planned = PeerTable::default();
+            for _ in 0..8 {
+                let batch: Vec<Peer> = (0..next(6))
+                    .map(|_| {
+                        let mut peer = Peer::new(user(1 + next(5) as i64));
+                        match next(3) {
+                            0 => peer.usernames = None,
+                            1 => peer.usernames = Some(vec![]),
+                            _ => {
+                                peer.usernames = Some(
+                                    (0..1 + next(2)).map(|_| format!("U{}", next(4))).collect(),
+                                );
+                            }
+                        }
+                        if next(2) == 0 {
+                            peer.phone = Some(format!("{}", next(3)));
+                        }
+                        match next(3) {
+                            0 => peer.access_hash = Some(AccessHash::min(next(9) as i64)),
+                            1 => peer.access_hash = Some(AccessHash::full(next(9) as i64)),
+                            _ => {}
+                        }
+                        peer
+                    })
+                    .collect();
+                let batch = PeerBatch::new(&batch).expect("valid");
+                for peer in batch.peers() {
+                    reference.upsert(peer);
+                }
+                let stored: Vec<Peer> = planned.iter().cloned().collect();
+                batch.plan(stored).apply_to(&mut planned);
+                assert_eq!(snapshot(&planned), snapshot(&reference));
+            }
+        }
+    }
+}
