@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use session_core::{Capabilities, Error, ServerStore, SessionStore};
+use session_core::{Capabilities, Error, ServerStore, Store};
 
 use crate::{ServerStoreFactory, StoreFactory};
 
@@ -240,7 +240,7 @@ impl Namespace {
     }
 
     /// Opens another store on the namespace, keeping the caller's.
-    pub async fn open_store(&self) -> session_core::Result<Arc<dyn SessionStore>> {
+    pub async fn open_store(&self) -> session_core::Result<Store> {
         self.factory.open(&self.name).await
     }
 
@@ -253,7 +253,7 @@ impl Namespace {
 /// What a store case works with: a store opened on a fresh namespace.
 pub struct Ctx {
     namespace: Namespace,
-    store: Arc<dyn SessionStore>,
+    store: Store,
 }
 
 impl fmt::Debug for Ctx {
@@ -267,8 +267,8 @@ impl fmt::Debug for Ctx {
 
 impl Ctx {
     /// The store (a clone of the handle).
-    pub fn store(&self) -> Arc<dyn SessionStore> {
-        Arc::clone(&self.store)
+    pub fn store(&self) -> Store {
+        self.store.clone()
     }
 
     /// The namespace the store was opened on.

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use session_core::{Result, ServerStore, SessionStore};
+use session_core::{Result, ServerStore, Store};
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod cases;
 mod harness;
 mod macros;
@@ -45,7 +47,7 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// Opens a store on the namespace. Called again after earlier stores were dropped
     /// (persistence across reopen, for durable backends) and, for backends shared between
     /// processes, while another store on the same namespace is still open.
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>>;
+    async fn open(&self, namespace: &str) -> Result<Store>;
     /// Overwrites the schema version recorded in the namespace (its stores are dropped
     /// first), to test that opening refuses newer versions with UnsupportedSchemaVersion.
     async fn write_schema_version(&self, namespace: &str, version: i64) -> Result<()>;
@@ -59,7 +61,7 @@ impl<F: StoreFactory + ?Sized> StoreFactory for Arc<F> {
         (**self).create_namespace().await
     }
 
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>> {
+    async fn open(&self, namespace: &str) -> Result<Store> {
         (**self).open(namespace).await
     }
 

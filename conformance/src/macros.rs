@@ -25,7 +25,7 @@
 /// runtime. A case that needs a capability declared `false` is stamped with
 /// `#[ignore = "requires capability <name>"]`, so it is reported as ignored,
 /// never as passed. The case `capabilities_match_declaration` always runs and
-/// fails when the store's [`capabilities()`](session_core::SessionStore::capabilities)
+/// fails when the store's [`capabilities()`](session_core::Store::capabilities)
 /// disagree with the declaration.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -153,6 +153,7 @@ macro_rules! __store_cases {
                 concurrent_peer_batches_lose_nothing,
                 concurrent_sessions_stay_separate,
                 errors_and_debug_never_show_keys,
+                differential_random_operations_match_the_reference,
             ]
             durable: [
                 reopen_keeps_every_kind,

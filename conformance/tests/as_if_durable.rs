@@ -8,7 +8,7 @@ mod common;
 
 use common::InProcessFactory;
 use common::faulty::{Fault, Faulty};
-use session_core::{Capabilities, MemoryStore, SessionStore};
+use session_core::{Capabilities, MemoryStore, SessionBackend};
 
 fn store() -> Faulty {
     let all = MemoryStore::new()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::InProcessFactory;
 use common::faulty::{BATCH_LIMIT, Fault, Faulty};
 use session_conformance::{CaseResult, Ctx, FailureStage, StoreFactory, cases, try_run_case};
-use session_core::{Capabilities, MemoryStore, SessionStore};
+use session_core::{Capabilities, MemoryStore, SessionBackend, Store};
 
 fn memory_caps() -> Capabilities {
     MemoryStore::new().capabilities()
@@ -220,7 +220,7 @@ async fn setup_and_cleanup_failures_are_reported() {
                 source: None,
             })
         }
-        async fn open(&self, _: &str) -> session_core::Result<Arc<dyn SessionStore>> {
+        async fn open(&self, _: &str) -> session_core::Result<Store> {
             unreachable!("no namespace was created")
         }
         async fn write_schema_version(&self, _: &str, _: i64) -> session_core::Result<()> {
@@ -264,4 +264,32 @@ async fn namespaces_are_dropped_even_when_a_case_panics() {
         "the failed case's namespace was not dropped"
     );
     assert!(inner.open("ns-0").await.is_err());
+}
+
+/// The differential case catches, on its own, every fault a single sequential
+/// client can see (everything but lost batch tails beyond its batch size and
+/// races between writers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_differential_case_catches_rule_faults() {
+    must_pass(
+        Fault::None,
+        "differential_random_operations_match_the_reference",
+        cases::differential_random_operations_match_the_reference,
+    )
+    .await;
+    for fault in [
+        Fault::ForgetsChannelPts,
+        Fault::CaseSensitiveUsernames,
+        Fault::MinOverwritesFull,
+        Fault::NoOwnershipMove,
+        Fault::DeleteLeavesData,
+        Fault::CreatesImplicitly,
+    ] {
+        must_fail(
+            fault,
+            "differential_random_operations_match_the_reference",
+            cases::differential_random_operations_match_the_reference,
+        )
+        .await;
+    }
 }

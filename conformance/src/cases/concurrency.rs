@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use session_core::{
-    AccessHash, ErrorKind, Peer, PeerId, PeerKind, SessionStore, SessionStoreExt, UpdateState,
-    UpdateStateChange,
+    AccessHash, ErrorKind, Peer, PeerId, PeerKind, Store, UpdateState, UpdateStateChange,
 };
 
 use crate::support::{join_all, rich_session, user, write_by_calls};
@@ -20,7 +19,7 @@ pub async fn concurrent_create_exactly_one_succeeds(ctx: Ctx) -> CaseResult {
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let handles = (0..16)
             .map(|_| {
-                let store = Arc::clone(&store);
+                let store = store.clone();
                 let name = name.clone();
                 let barrier = Arc::clone(&barrier);
                 tokio::spawn(async move {
@@ -48,7 +47,7 @@ pub async fn concurrent_channel_writers_lose_nothing(ctx: Ctx) -> CaseResult {
     store.create("alice").await?;
     let handles = (0..16i64)
         .map(|task| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             tokio::spawn(async move {
                 for i in 1..=200i32 {
                     let change = UpdateStateChange::Channel {
@@ -88,7 +87,7 @@ pub async fn concurrent_partial_writes_do_not_clobber(ctx: Ctx) -> CaseResult {
         let barrier = Arc::new(tokio::sync::Barrier::new(6));
         let handles = (0..6u8)
             .map(|lane| {
-                let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
                 tokio::spawn(async move {
                     barrier.wait().await;
                     let change = match lane {
@@ -143,7 +142,7 @@ pub async fn concurrent_peer_batches_lose_nothing(ctx: Ctx) -> CaseResult {
     store.create("alice").await?;
     let handles = (0..8i64)
         .map(|task| {
-            let store: Arc<dyn SessionStore> = Arc::clone(&store);
+            let store: Store = store.clone();
             tokio::spawn(async move {
                 let session = store.session("alice")?;
                 for batch in 0..10i64 {
@@ -208,7 +207,7 @@ pub async fn concurrent_sessions_stay_separate(ctx: Ctx) -> CaseResult {
     let store = ctx.store();
     let handles = (0..8u64)
         .map(|i| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             tokio::spawn(async move {
                 let session = store.open(&format!("s{i}")).await?;
                 write_by_calls(&session, &rich_session(100 + i)).await
@@ -242,7 +241,7 @@ pub async fn import_is_atomic_for_readers(ctx: Ctx) -> CaseResult {
     let ids: Vec<PeerId> = a.peers.iter().chain(&b.peers).map(|p| p.id).collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (store, a, b, stop) = (Arc::clone(&store), a.clone(), b.clone(), Arc::clone(&stop));
+        let (store, a, b, stop) = (store.clone(), a.clone(), b.clone(), Arc::clone(&stop));
         tokio::spawn(async move {
             for round in 0..60 {
                 let data = if round % 2 == 0 { &b } else { &a };
@@ -253,7 +252,7 @@ pub async fn import_is_atomic_for_readers(ctx: Ctx) -> CaseResult {
         })
     };
     let reader = {
-        let (store, a, b, stop) = (Arc::clone(&store), a.clone(), b.clone(), Arc::clone(&stop));
+        let (store, a, b, stop) = (store.clone(), a.clone(), b.clone(), Arc::clone(&stop));
         tokio::spawn(async move {
             let expect_a: Vec<bool> = ids
                 .iter()

@@ -1,7 +1,7 @@
 //! Home DC, DC options and auth keys.
 
 use session_core::model::production_dcs;
-use session_core::{AUTH_KEY_LEN, AuthKey, DcOption, ErrorKind, SessionStoreExt};
+use session_core::{AUTH_KEY_LEN, AuthKey, DcOption, ErrorKind};
 
 use crate::support::{assert_kind, every_byte_key, key, v4, v6};
 use crate::{CaseResult, Ctx};

@@ -1,6 +1,6 @@
 //! Persistence across reopen and schema versions (durable backends).
 
-use session_core::{Error, SessionData, SessionStoreExt};
+use session_core::{Error, SessionData};
 
 use crate::support::{rich_session, write_by_calls};
 use crate::{CaseResult, Ctx};

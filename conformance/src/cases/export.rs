@@ -1,7 +1,7 @@
 //! Export and import of whole sessions.
 
 use session_core::lease::now_ms;
-use session_core::{DcOption, FileKind, SentFile, SessionData, SessionStoreExt, UpdateStateChange};
+use session_core::{DcOption, FileKind, SentFile, SessionData, UpdateStateChange};
 
 use crate::support::{CLOCK_SKEW_MS, Rng, file_key, rich_session, v4};
 use crate::{CaseResult, Ctx};

@@ -1,6 +1,6 @@
 //! The sent-file cache.
 
-use session_core::{FileKind, SentFile, SentFileKey, SessionStoreExt};
+use session_core::{FileKind, SentFile, SentFileKey};
 
 use crate::support::file_key;
 use crate::{CaseResult, Ctx};

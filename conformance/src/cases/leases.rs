@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::lease::now_ms;
-use session_core::{Error, ErrorKind, LeaseGuard, SessionStore, SessionStoreExt};
+use session_core::{Error, ErrorKind, LeaseGuard, Store};
 
 use crate::support::{CLOCK_SKEW_MS, assert_kind, eventually, join_all};
 use crate::{CaseResult, Ctx};
@@ -37,12 +37,7 @@ fn assert_held<T: std::fmt::Debug>(
     }
 }
 
-async fn acquired_by(
-    store: &Arc<dyn SessionStore>,
-    session: &str,
-    owner: &str,
-    ttl: Duration,
-) -> bool {
+async fn acquired_by(store: &Store, session: &str, owner: &str, ttl: Duration) -> bool {
     store.acquire_lease(session, owner, ttl).await.is_ok()
 }
 
@@ -222,7 +217,7 @@ pub async fn lease_expires_after_ttl(ctx: Ctx) -> CaseResult {
 pub async fn lease_guard_renews_and_releases_on_drop(ctx: Ctx) -> CaseResult {
     let store = ctx.store();
     let guard = LeaseGuard::acquire(
-        Arc::clone(&store),
+        store.clone(),
         "alice",
         "guard",
         Duration::from_millis(1_000),
@@ -304,7 +299,7 @@ pub async fn concurrent_lease_acquire_one_wins(ctx: Ctx) -> CaseResult {
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let handles = (0..16)
         .map(|i| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             let barrier = Arc::clone(&barrier);
             tokio::spawn(async move {
                 barrier.wait().await;

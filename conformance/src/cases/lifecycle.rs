@@ -5,8 +5,8 @@ use std::time::Duration;
 use session_core::lease::now_ms;
 use session_core::model::production_dcs;
 use session_core::{
-    DcOption, ErrorKind, FileKind, Peer, PeerKind, SelfUser, SentFile, SessionData,
-    SessionStoreExt, UpdateState, UpdateStateChange,
+    DcOption, ErrorKind, FileKind, Peer, PeerKind, SelfUser, SentFile, SessionData, UpdateState,
+    UpdateStateChange,
 };
 
 use crate::support::{
@@ -15,7 +15,7 @@ use crate::support::{
 use crate::{CaseResult, Ctx};
 
 /// The store's `capabilities()` equal what the test invocation declared, and
-/// a store without leases refuses them with `InvalidInput`.
+/// a store without leases refuses them with `Unsupported`.
 pub async fn capabilities_match_declaration(ctx: Ctx) -> CaseResult {
     let store = ctx.store();
     let actual = store.capabilities();
@@ -42,7 +42,7 @@ pub async fn capabilities_match_declaration(ctx: Ctx) -> CaseResult {
             store
                 .acquire_lease("s", "owner", Duration::from_secs(1))
                 .await,
-            ErrorKind::InvalidInput,
+            ErrorKind::Unsupported,
             "acquire_lease on a store without the leases capability",
         );
     }
@@ -544,7 +544,7 @@ pub async fn invalid_names_are_rejected_by_the_handle(ctx: Ctx) -> CaseResult {
     assert_kind(store.open("").await, inv, "open(\"\")");
     assert_kind(store.open(&"a".repeat(256)).await, inv, "open(256 bytes)");
     assert_kind(
-        session_core::copy_between(store.as_ref(), "", store.as_ref(), "b", false).await,
+        session_core::copy_between(&store, "", &store, "b", false).await,
         inv,
         "copy_between from an empty name",
     );
@@ -556,7 +556,7 @@ pub async fn invalid_names_are_rejected_by_the_handle(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// `SessionStoreExt::open` creates a missing session once; opening again keeps its data.
+/// `Store::open` creates a missing session once; opening again keeps its data.
 pub async fn open_creates_once_and_keeps_data(ctx: Ctx) -> CaseResult {
     let store = ctx.store();
     let session = store.open("alice").await?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use session_core::lease::now_ms;
-use session_core::{DcOption, ErrorKind, SelfUser, SessionStoreExt};
+use session_core::{DcOption, ErrorKind, SelfUser};
 
 use crate::support::{CLOCK_SKEW_MS, assert_kind, v4};
 use crate::{CaseResult, Ctx};

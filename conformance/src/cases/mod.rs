@@ -10,6 +10,7 @@
 
 mod concurrency;
 mod dc;
+mod differential;
 mod durable;
 mod export;
 mod files;
@@ -25,6 +26,7 @@ mod usernames;
 
 pub use concurrency::*;
 pub use dc::*;
+pub use differential::*;
 pub use durable::*;
 pub use export::*;
 pub use files::*;

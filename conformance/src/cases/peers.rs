@@ -1,8 +1,7 @@
 //! The peer cache: round trips, id spaces, merging, access hashes, batches.
 
 use session_core::{
-    AccessHash, ErrorKind, Peer, PeerId, PeerIdKind, PeerKind, SessionOptions, SessionStoreExt,
-    UpdateStateChange,
+    AccessHash, ErrorKind, Peer, PeerId, PeerIdKind, PeerKind, SessionOptions, UpdateStateChange,
 };
 
 use crate::support::{

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use session_core::{AUTH_KEY_LEN, AuthKey, Error, SessionStoreExt};
+use session_core::{AUTH_KEY_LEN, AuthKey, Error};
 
 use crate::support::Rng;
 use crate::{CaseResult, Ctx};

@@ -133,7 +133,7 @@ pub async fn server_create_session_is_atomic(store: Arc<dyn ServerStore>) -> Cas
         let barrier = Arc::new(tokio::sync::Barrier::new(32));
         let handles = (0..32)
             .map(|_| {
-                let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+                let (store, barrier) = (store.clone(), Arc::clone(&barrier));
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store.create_session(id, session).await
@@ -179,7 +179,7 @@ pub async fn server_many_sessions_concurrently(store: Arc<dyn ServerStore>) -> C
     let id = store.put_auth_key(&key(10)).await?;
     let handles = (0..8i64)
         .map(|task| {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             tokio::spawn(async move {
                 for i in 0..100 {
                     if !store.create_session(id, task * 1_000 + i).await? {
@@ -404,7 +404,7 @@ fn session_of(event: &SessionEvent) -> i64 {
 /// Observers receive created / destroyed events in order for each session.
 pub async fn observer_events_in_order(store: Arc<dyn ServerStore>) -> CaseResult {
     let id = store.put_auth_key(&key(20)).await?;
-    let subject = SessionSubject::new(Arc::clone(&store));
+    let subject = SessionSubject::new(store.clone());
     let recorder = Arc::new(Recorder::default());
     subject.subscribe(recorder.clone());
     let mut expected = Vec::new();
@@ -440,7 +440,7 @@ pub async fn observer_events_in_order(store: Arc<dyn ServerStore>) -> CaseResult
 /// observers (subscribed before or after them) from getting every event.
 pub async fn observer_failures_are_isolated(store: Arc<dyn ServerStore>) -> CaseResult {
     let id = store.put_auth_key(&key(21)).await?;
-    let subject = SessionSubject::new(Arc::clone(&store));
+    let subject = SessionSubject::new(store.clone());
     let before = Arc::new(Recorder::default());
     let after = Arc::new(Recorder::default());
     subject.subscribe(before.clone());
@@ -474,7 +474,7 @@ pub async fn observer_failures_are_isolated(store: Arc<dyn ServerStore>) -> Case
 /// Destroying a key through the subject reports each of its sessions destroyed.
 pub async fn observer_destroy_key_reports_each_session(store: Arc<dyn ServerStore>) -> CaseResult {
     let id = store.put_auth_key(&key(22)).await?;
-    let subject = SessionSubject::new(Arc::clone(&store));
+    let subject = SessionSubject::new(store.clone());
     let recorder = Arc::new(Recorder::default());
     subject.subscribe(recorder.clone());
     for session in [5, 6, 7] {
@@ -494,7 +494,7 @@ pub async fn observer_destroy_key_reports_each_session(store: Arc<dyn ServerStor
 /// create on an unknown key reports nothing.
 pub async fn observer_no_event_without_change(store: Arc<dyn ServerStore>) -> CaseResult {
     let id = store.put_auth_key(&key(23)).await?;
-    let subject = SessionSubject::new(Arc::clone(&store));
+    let subject = SessionSubject::new(store.clone());
     let recorder = Arc::new(Recorder::default());
     subject.subscribe(recorder.clone());
     assert!(subject.create_session(id, 1).await?);
@@ -514,7 +514,7 @@ pub async fn observer_no_event_without_change(store: Arc<dyn ServerStore>) -> Ca
 /// Every subscribed observer gets every event.
 pub async fn observers_each_get_every_event(store: Arc<dyn ServerStore>) -> CaseResult {
     let id = store.put_auth_key(&key(25)).await?;
-    let subject = SessionSubject::new(Arc::clone(&store));
+    let subject = SessionSubject::new(store.clone());
     let recorders: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::new(Recorder::default())).collect();
     for recorder in &recorders {
         subject.subscribe(recorder.clone());

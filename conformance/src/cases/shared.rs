@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, ErrorKind, Peer, SessionStoreExt, UpdateStateChange};
+use session_core::{Error, ErrorKind, Peer, UpdateStateChange};
 
 use crate::support::{assert_kind, join_all, rich_session, user};
 use crate::{CaseResult, Ctx};
@@ -43,7 +43,7 @@ pub async fn two_stores_create_exactly_one(ctx: Ctx) -> CaseResult {
         let barrier = Arc::new(tokio::sync::Barrier::new(8));
         let handles = (0..8)
             .map(|i| {
-                let store = Arc::clone(&stores[i % 2]);
+                let store = stores[i % 2].clone();
                 let (name, barrier) = (name.clone(), Arc::clone(&barrier));
                 tokio::spawn(async move {
                     barrier.wait().await;

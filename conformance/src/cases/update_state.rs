@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use session_core::{ErrorKind, Session, SessionStoreExt, UpdateState, UpdateStateChange};
+use session_core::{ErrorKind, Session, UpdateState, UpdateStateChange};
 
 use crate::support::assert_kind;
 use crate::{CaseResult, Ctx};

@@ -1,6 +1,6 @@
 //! Username and phone lookups, case folding and ownership moves.
 
-use session_core::{Peer, PeerId, Session, SessionStoreExt};
+use session_core::{Peer, PeerId, Session};
 
 use crate::support::user;
 use crate::{CaseResult, Ctx};

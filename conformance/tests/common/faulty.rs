@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-use session_core::model::normalize_username;
+use session_core::lease::now_ms;
 use session_core::{
-    Capabilities, DcOption, Error, LeaseInfo, MemoryStore, Peer, PeerId, Result, SelfUser,
-    SentFile, SentFileKey, SessionData, SessionMeta, SessionStore, UpdateState, UpdateStateChange,
+    Capabilities, ChannelsWrite, DcOption, Error, HeaderWrite, ImportMode, LeaseInfo, LeaseRequest,
+    MemoryStore, Peer, PeerBatch, PeerId, Result, SentFile, SentFileKey, SessionBackend,
+    SessionData, SessionHeader, UpdateState, UpdateStateWrite,
 };
 
 /// The one thing a `Faulty` store gets wrong.
@@ -77,7 +77,16 @@ impl Faulty {
 
     async fn ensure(&self, session: &str) -> Result<()> {
         if self.fault == Fault::CreatesImplicitly && !self.inner.exists(session).await? {
-            match self.inner.create(session).await {
+            match self
+                .inner
+                .import(
+                    session,
+                    &SessionData::default(),
+                    ImportMode::CreateOnly,
+                    now_ms(),
+                )
+                .await
+            {
                 Ok(()) | Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -87,8 +96,8 @@ impl Faulty {
 }
 
 #[async_trait::async_trait]
-impl SessionStore for Faulty {
-    fn backend_name(&self) -> &'static str {
+impl SessionBackend for Faulty {
+    fn name(&self) -> &'static str {
         "faulty"
     }
 
@@ -104,16 +113,6 @@ impl SessionStore for Faulty {
         self.inner.exists(session).await
     }
 
-    async fn create(&self, session: &str) -> Result<()> {
-        if self.fault == Fault::DeleteLeavesData && !self.inner.exists(session).await? {
-            let old = lock(&self.graveyard).remove(session);
-            if let Some(old) = old {
-                return self.inner.import(session, &old).await;
-            }
-        }
-        self.inner.create(session).await
-    }
-
     async fn delete(&self, session: &str) -> Result<bool> {
         if self.fault == Fault::DeleteLeavesData && self.inner.exists(session).await? {
             let data = self.inner.export(session).await?;
@@ -123,101 +122,82 @@ impl SessionStore for Faulty {
         self.inner.delete(session).await
     }
 
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        self.inner.copy(from, to, overwrite).await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.inner.flush().await
-    }
-
     async fn export(&self, session: &str) -> Result<SessionData> {
         self.inner.export(session).await
     }
 
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
-        self.inner.import(session, data).await
+    async fn import(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
+    ) -> Result<()> {
+        if self.fault == Fault::DeleteLeavesData
+            && mode == ImportMode::CreateOnly
+            && *data == SessionData::default()
+            && !self.inner.exists(session).await?
+        {
+            let old = lock(&self.graveyard).remove(session);
+            if let Some(old) = old {
+                return self.inner.import(session, &old, mode, now_ms).await;
+            }
+        }
+        self.inner.import(session, data, mode, now_ms).await
     }
 
-    async fn home_dc(&self, session: &str) -> Result<i32> {
-        self.inner.home_dc(session).await
+    async fn header(&self, session: &str) -> Result<SessionHeader> {
+        self.inner.header(session).await
     }
 
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
+    async fn write_header(&self, session: &str, write: &HeaderWrite) -> Result<()> {
         self.ensure(session).await?;
-        self.inner.set_home_dc(session, dc_id).await
+        self.inner.write_header(session, write).await
     }
 
     async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
         self.inner.dc_options(session).await
     }
 
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
-        self.ensure(session).await?;
-        self.inner.set_dc_option(session, dc).await
-    }
-
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
-        self.inner.self_user(session).await
-    }
-
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
-        self.ensure(session).await?;
-        self.inner.set_self_user(session, user).await
-    }
-
-    async fn metadata(&self, session: &str) -> Result<SessionMeta> {
-        self.inner.metadata(session).await
-    }
-
-    async fn set_metadata(
+    async fn write_dc_option(
         &self,
         session: &str,
-        api_id: Option<i32>,
-        test_mode: bool,
+        dc: &DcOption,
+        updated_at_ms: i64,
     ) -> Result<()> {
         self.ensure(session).await?;
-        self.inner.set_metadata(session, api_id, test_mode).await
-    }
-
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
-        self.inner.takeout_id(session).await
-    }
-
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
-        self.ensure(session).await?;
-        self.inner.set_takeout_id(session, takeout_id).await
+        self.inner.write_dc_option(session, dc, updated_at_ms).await
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
         self.inner.update_state(session).await
     }
 
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
+    async fn write_update_state(&self, session: &str, write: &UpdateStateWrite) -> Result<()> {
         self.ensure(session).await?;
-        match (self.fault, change) {
-            (Fault::ForgetsChannelPts, UpdateStateChange::Channel { .. }) => {
+        match (self.fault, &write.channels) {
+            (Fault::ForgetsChannelPts, ChannelsWrite::Set { .. }) => {
                 self.inner.update_state(session).await.map(|_| ())
             }
             (Fault::UnlockedReadModifyWrite, _) => {
                 let mut state = self.inner.update_state(session).await?;
                 tokio::task::yield_now().await;
-                state.apply(change);
-                self.inner
-                    .set_update_state(session, &UpdateStateChange::All(state))
-                    .await
+                write.apply_to(&mut state);
+                let whole =
+                    UpdateStateWrite::from_change(&session_core::UpdateStateChange::All(state));
+                self.inner.write_update_state(session, &whole).await
             }
-            _ => self.inner.set_update_state(session, change).await,
+            _ => self.inner.write_update_state(session, write).await,
         }
     }
 
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
+    async fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<()> {
         self.ensure(session).await?;
+        let peers = batch.peers();
         match self.fault {
             Fault::LosesBatchTail => {
-                self.inner
-                    .cache_peers(session, &peers[..peers.len().min(BATCH_LIMIT)])
-                    .await
+                let kept = PeerBatch::new(&peers[..peers.len().min(BATCH_LIMIT)])?;
+                self.inner.cache_peers(session, &kept).await
             }
             Fault::NoOwnershipMove => {
                 if self.inner.exists(session).await? {
@@ -228,10 +208,10 @@ impl SessionStore for Faulty {
                         }
                     }
                 }
-                self.inner.cache_peers(session, peers).await
+                self.inner.cache_peers(session, batch).await
             }
             Fault::MinOverwritesFull => {
-                self.inner.cache_peers(session, peers).await?;
+                self.inner.cache_peers(session, batch).await?;
                 let mut last_hash = HashMap::new();
                 for peer in peers {
                     if let Some(hash) = peer.access_hash {
@@ -247,11 +227,13 @@ impl SessionStore for Faulty {
                     }
                 }
                 if changed {
-                    self.inner.import(session, &data).await?;
+                    self.inner
+                        .import(session, &data, ImportMode::Replace, now_ms())
+                        .await?;
                 }
                 Ok(())
             }
-            _ => self.inner.cache_peers(session, peers).await,
+            _ => self.inner.cache_peers(session, batch).await,
         }
     }
 
@@ -259,23 +241,23 @@ impl SessionStore for Faulty {
         self.inner.peers(session, ids).await
     }
 
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
+    async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
         match self.fault {
             Fault::CaseSensitiveUsernames => {
-                let asked = username.strip_prefix('@').unwrap_or(username);
-                let found = self.inner.peer_by_username(session, username).await?;
-                Ok(found.filter(|p| p.usernames.iter().flatten().any(|u| u == asked)))
+                // Matches the usernames as given instead of their lowercase keys.
+                let found = self.inner.peer_by_username(session, key).await?;
+                Ok(found.filter(|p| p.usernames.iter().flatten().any(|u| u == key)))
             }
             Fault::NoOwnershipMove => {
                 let claim = lock(&self.claims)
-                    .get(&(session.to_owned(), normalize_username(username)))
+                    .get(&(session.to_owned(), key.to_owned()))
                     .copied();
                 match claim {
                     Some(first) => Ok(self.inner.peers(session, &[first]).await?.pop().flatten()),
-                    None => self.inner.peer_by_username(session, username).await,
+                    None => self.inner.peer_by_username(session, key).await,
                 }
             }
-            _ => self.inner.peer_by_username(session, username).await,
+            _ => self.inner.peer_by_username(session, key).await,
         }
     }
 
@@ -301,11 +283,11 @@ impl SessionStore for Faulty {
         self.inner.cache_sent_file(session, key, file).await
     }
 
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo> {
-        self.inner.acquire_lease(session, owner, ttl).await
+    async fn acquire_lease(&self, session: &str, request: &LeaseRequest) -> Result<LeaseInfo> {
+        self.inner.acquire_lease(session, request).await
     }
 
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
-        self.inner.release_lease(session, owner).await
+    async fn release_lease(&self, session: &str, owner: &str, now_ms: i64) -> Result<bool> {
+        self.inner.release_lease(session, owner, now_ms).await
     }
 }

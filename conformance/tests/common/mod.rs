@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use session_conformance::{ServerStoreFactory, StoreFactory};
-use session_core::{Error, MemoryServerStore, Result, ServerStore, SessionStore};
+use session_core::{Error, MemoryServerStore, Result, ServerStore, SessionBackend, Store};
 
 /// The schema version the versioned in-process factory supports.
 pub(crate) const SUPPORTED_SCHEMA_VERSION: i64 = 1;
@@ -58,7 +58,7 @@ fn missing(namespace: &str) -> Error {
 }
 
 #[async_trait::async_trait]
-impl<S: SessionStore + 'static> StoreFactory for InProcessFactory<S> {
+impl<S: SessionBackend> StoreFactory for InProcessFactory<S> {
     async fn create_namespace(&self) -> Result<String> {
         let name = format!("ns-{}", self.next.fetch_add(1, Ordering::SeqCst));
         let store = Arc::new((self.make)());
@@ -67,7 +67,7 @@ impl<S: SessionStore + 'static> StoreFactory for InProcessFactory<S> {
         Ok(name)
     }
 
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>> {
+    async fn open(&self, namespace: &str) -> Result<Store> {
         let (store, version) = self
             .namespaces()
             .get(namespace)
@@ -80,7 +80,7 @@ impl<S: SessionStore + 'static> StoreFactory for InProcessFactory<S> {
                 supported: SUPPORTED_SCHEMA_VERSION,
             });
         }
-        Ok(store)
+        Ok(Store::from_arc(store))
     }
 
     async fn write_schema_version(&self, namespace: &str, version: i64) -> Result<()> {
