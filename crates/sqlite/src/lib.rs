@@ -2,15 +2,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod db;
-pub mod foreign;
-mod options;
+mod driver;
+mod files;
 mod peers;
 mod schema;
 mod server;
 mod store;
 
-pub use options::SqliteOptions;
+pub use builder::SqliteBuilder;
+pub use driver::{DEFAULT_MAX_DELAY, SqliteDriver};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use server::SqliteServerStore;
 pub use store::SqliteStore;

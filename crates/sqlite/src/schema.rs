@@ -1,9 +1,9 @@
 //! The schema, its version, and the checks made when a file is opened.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
-use session_core::Error;
+use session_core::{Error, OpenMode};
 
-use crate::db::R;
+use crate::db::{Failure, SqlResult, is_busy};
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -11,7 +11,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of an mtsession store: `"mtss"` in ASCII.
 pub const APPLICATION_ID: i32 = 0x6d74_7373;
 
-/// Version 1 of the schema.
+/// Version 1 of the schema. Every table below `sessions` names it with
+/// `ON DELETE CASCADE`; the store also deletes child rows itself, so that
+/// nothing depends on `PRAGMA foreign_keys`.
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (
     id INTEGER PRIMARY KEY CHECK (id = 0),
@@ -104,27 +106,75 @@ CREATE TABLE IF NOT EXISTS server_salts (
 ";
 
 /// What an opened file holds.
-enum Found {
-    /// Nothing yet: a new or empty file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Nothing yet: a new or empty database.
     Empty,
     /// An mtsession store at this schema version.
     Ours(i64),
 }
 
-/// Looks at the file without writing to it.
-fn inspect(conn: &Connection, what: &str) -> R<Found> {
-    let application_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let mut tables = Vec::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-             ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        for row in rows {
-            tables.push(row?);
+/// The application id, and the table names joined by newlines, in one
+/// statement (so in one snapshot).
+const INSPECT: &str = "SELECT (SELECT application_id FROM pragma_application_id), \
+     (SELECT group_concat(name, char(10)) FROM (SELECT name FROM sqlite_schema \
+      WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name))";
+
+/// The application id and the schema version in one statement: the open
+/// fast path. It fails to prepare on a file without `schema_version`.
+const QUICK: &str = "SELECT (SELECT application_id FROM pragma_application_id), version \
+     FROM schema_version WHERE id = 0";
+
+/// The fast look at an existing store: `Some(Ours(version))` when the file
+/// carries mtsession's application id and a version row, `None` when the
+/// full [`inspect`] must decide.
+pub(crate) fn inspect_quick(conn: &Connection) -> SqlResult<Option<Found>> {
+    let mut stmt = match conn.prepare_cached(QUICK) {
+        Ok(stmt) => stmt,
+        Err(e) if is_busy(&e) => return Err(e.into()),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase)
+            ) =>
+        {
+            return Err(e.into());
         }
+        // No schema_version table: not (yet) a store.
+        Err(_) => return Ok(None),
+    };
+    let row: Option<(i32, i64)> = stmt
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        Some((APPLICATION_ID, version)) => Some(Found::Ours(version)),
+        _ => None,
+    })
+}
+
+/// Looks at the file without writing to it: the application id, the table
+/// list and the version, in one read transaction (or in the caller's
+/// transaction), so that a store being created by another process at the
+/// same moment is seen either whole or not at all.
+pub(crate) fn inspect(conn: &Connection, what: &str) -> SqlResult<Found> {
+    if conn.is_autocommit() {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+        let found = inspect_in_transaction(&tx, what)?;
+        tx.commit()?;
+        return Ok(found);
     }
+    inspect_in_transaction(conn, what)
+}
+
+fn inspect_in_transaction(conn: &Connection, what: &str) -> SqlResult<Found> {
+    let (application_id, tables): (i32, Option<String>) =
+        conn.query_row(INSPECT, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let tables: Vec<String> = tables
+        .unwrap_or_default()
+        .split('\n')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
     if application_id == 0 && tables.is_empty() {
         return Ok(Found::Empty);
     }
@@ -137,12 +187,7 @@ fn inspect(conn: &Connection, what: &str) -> R<Found> {
         })
         .optional()?;
     match version {
-        Some(version) if version >= 1 => Ok(Found::Ours(version)),
-        Some(version) => Err(Error::corrupt(
-            what,
-            format!("schema_version holds {version}; versions start at 1"),
-        )
-        .into()),
+        Some(version) => Ok(Found::Ours(version)),
         None => Err(Error::corrupt(what, "the schema_version table has no row").into()),
     }
 }
@@ -177,29 +222,57 @@ fn not_ours(what: &str, application_id: i32, tables: &[String]) -> Error {
     ))
 }
 
-/// Checks the version of an opened file, and creates (or upgrades) the schema.
-/// Writes nothing to a file that is neither empty nor an mtsession store.
-pub(crate) fn prepare(conn: &Connection, what: &str, file: bool) -> R<()> {
-    let found = inspect(conn, what)?;
-    if let Found::Ours(version) = found {
-        check_version(what, version)?;
+/// The error for an SQLite database without tables, opened without
+/// permission to create the store.
+pub(crate) fn empty_database(what: &str) -> Error {
+    Error::invalid(format!(
+        "{what} is an empty SQLite database, not an mtsession store; open it with \
+         OpenMode::Create to make it one"
+    ))
+}
+
+/// Checks the version of an opened file and, when allowed, creates (or
+/// upgrades) the schema. Writes nothing to a file that is neither empty nor
+/// an mtsession store. Answers `None` when the work needs the write lock
+/// and `wait` is false (the caller tries again where it may wait).
+pub(crate) fn prepare(
+    conn: &Connection,
+    what: &str,
+    mode: OpenMode,
+    file: bool,
+    wait: bool,
+) -> SqlResult<Option<()>> {
+    let found = match inspect_quick(conn)? {
+        Some(found) => found,
+        None => inspect(conn, what)?,
+    };
+    match found {
+        Found::Ours(version) => {
+            check_version(what, version)?;
+            if version == SCHEMA_VERSION {
+                return Ok(Some(()));
+            }
+        }
+        Found::Empty if mode != OpenMode::Create => return Err(empty_database(what).into()),
+        Found::Empty => {}
+    }
+    if !wait {
+        return Ok(None);
     }
     if file {
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        // WAL first: switching needs the database to itself for a moment
+        // (SQLITE_BUSY otherwise, and the caller retries).
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
             return Err(Error::backend(
                 crate::db::BACKEND,
                 std::io::Error::other(format!(
-                    "{what}: SQLite refused WAL mode (journal mode stays {mode}); \
+                    "{what}: SQLite refused WAL mode (journal mode stays {journal}); \
                      WAL needs a local filesystem with shared memory"
                 )),
             )
             .into());
         }
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    }
-    if matches!(found, Found::Ours(SCHEMA_VERSION)) {
-        return Ok(());
     }
     // Create or upgrade under the write lock; another process may have done
     // it meanwhile, so look again inside the transaction.
@@ -215,21 +288,14 @@ pub(crate) fn prepare(conn: &Connection, what: &str, file: bool) -> R<()> {
         }
         Found::Ours(version) => {
             check_version(what, version)?;
-            // Version 1 is the first; later versions add their migrations here.
+            // Version 1 is the only one so far; later versions add their
+            // migrations here.
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(Some(()))
 }
 
-fn check_version(what: &str, version: i64) -> R<()> {
-    if version > SCHEMA_VERSION {
-        return Err(Error::UnsupportedSchemaVersion {
-            what: what.to_owned(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        }
-        .into());
-    }
-    Ok(())
+fn check_version(what: &str, version: i64) -> SqlResult<()> {
+    session_core::schema::check_version(what, version, SCHEMA_VERSION).map_err(Failure::Store)
 }

@@ -10,53 +10,56 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 use session_core::{AuthKey, Error, Result, ServerSalt, ServerStore};
 
-use crate::db::{Db, Flusher, R};
-use crate::options::SqliteOptions;
+use crate::builder::SqliteBuilder;
+use crate::db::{Db, Handle, Options, SqlResult, WriteSize};
 
 /// The storage of an MTProto server in one SQLite file: tables `auth_keys`,
 /// `server_sessions` and `server_salts`, the latter two deleted with their key
-/// by a cascading foreign key. The file may be the same one a
-/// [`SqliteStore`](crate::SqliteStore) uses; they share the schema.
+/// with their key. The file may be the same one a
+/// [`SqliteStore`](crate::SqliteStore) uses; they share the schema, the
+/// durability policies and the concurrency model.
 pub struct SqliteServerStore {
-    db: Arc<Db>,
-    _flusher: Option<Flusher>,
+    db: Handle,
 }
 
 impl fmt::Debug for SqliteServerStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteServerStore")
-            .field("path", &self.db.path())
+            .field("path", &self.db.db().path())
             .finish_non_exhaustive()
     }
 }
 
 impl SqliteServerStore {
     /// Opens (creating with mode 0600 when absent) the file at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path, SqliteOptions::default())
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).open().await
     }
 
-    /// Like [`open`](Self::open), with options.
-    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
-        let db = Db::open_file(path.as_ref(), options)?;
-        let flusher = db.start_flusher()?;
-        Ok(SqliteServerStore {
-            db,
-            _flusher: flusher,
-        })
+    /// A builder, for the durability policy, the busy timeout and the mode.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteBuilder<SqliteServerStore> {
+        SqliteBuilder::new(path.as_ref())
     }
 
     /// A private in-memory store.
     pub fn open_in_memory() -> Result<Self> {
+        SqliteServerStore::from_db(Db::open_memory(Options::default())?)
+    }
+
+    pub(crate) fn from_db(db: Arc<Db>) -> Result<Self> {
         Ok(SqliteServerStore {
-            db: Db::open_memory(SqliteOptions::default())?,
-            _flusher: None,
+            db: Handle::new(db),
         })
     }
 
     /// The database file, or `None` in memory.
     pub fn path(&self) -> Option<&Path> {
-        self.db.path()
+        self.db.db().path()
+    }
+
+    /// Makes write-behind writes durable now (a no-op for `Immediate`).
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush().await
     }
 }
 
@@ -71,7 +74,7 @@ fn unknown_key(auth_key_id: u64) -> Error {
     }
 }
 
-fn key_exists(conn: &Connection, auth_key_id: u64) -> R<bool> {
+fn key_exists(conn: &Connection, auth_key_id: u64) -> SqlResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM auth_keys WHERE auth_key_id = ?1")?
         .query_row([key_id(auth_key_id)], |_| Ok(()))
@@ -84,7 +87,7 @@ impl ServerStore for SqliteServerStore {
     async fn put_auth_key(&self, key: &AuthKey) -> Result<u64> {
         let key = key.clone();
         self.db
-            .write(move |conn| {
+            .write(WriteSize::Short, move |conn| {
                 let id = key.id();
                 conn.prepare_cached(
                     "INSERT INTO auth_keys (auth_key_id, auth_key) VALUES (?1, ?2) \
@@ -98,7 +101,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn auth_key(&self, auth_key_id: u64) -> Result<Option<AuthKey>> {
         self.db
-            .read_one(move |conn| {
+            .read(move |conn| {
                 let mut stmt =
                     conn.prepare_cached("SELECT auth_key FROM auth_keys WHERE auth_key_id = ?1")?;
                 let mut rows = stmt.query([key_id(auth_key_id)])?;
@@ -128,7 +131,13 @@ impl ServerStore for SqliteServerStore {
 
     async fn destroy_auth_key(&self, auth_key_id: u64) -> Result<bool> {
         self.db
-            .write(move |conn| {
+            .write(WriteSize::Short, move |conn| {
+                // Sessions and salts go with their key (without relying on
+                // PRAGMA foreign_keys).
+                for table in ["server_sessions", "server_salts"] {
+                    conn.prepare_cached(&format!("DELETE FROM {table} WHERE auth_key_id = ?1"))?
+                        .execute([key_id(auth_key_id)])?;
+                }
                 Ok(conn
                     .prepare_cached("DELETE FROM auth_keys WHERE auth_key_id = ?1")?
                     .execute([key_id(auth_key_id)])?
@@ -139,7 +148,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn create_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         self.db
-            .write(move |conn| {
+            .write(WriteSize::Short, move |conn| {
                 if !key_exists(conn, auth_key_id)? {
                     return Err(unknown_key(auth_key_id).into());
                 }
@@ -156,7 +165,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn has_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         self.db
-            .read_one(move |conn| {
+            .read(move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "SELECT 1 FROM server_sessions WHERE auth_key_id = ?1 AND session_id = ?2",
@@ -170,7 +179,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn destroy_session(&self, auth_key_id: u64, session_id: i64) -> Result<bool> {
         self.db
-            .write(move |conn| {
+            .write(WriteSize::Short, move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "DELETE FROM server_sessions WHERE auth_key_id = ?1 AND session_id = ?2",
@@ -183,7 +192,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn list_sessions(&self, auth_key_id: u64) -> Result<Vec<i64>> {
         self.db
-            .read_one(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT session_id FROM server_sessions WHERE auth_key_id = ?1 \
                      ORDER BY session_id",
@@ -199,7 +208,7 @@ impl ServerStore for SqliteServerStore {
             return Err(Error::invalid("a salt's validity window must not be empty"));
         }
         self.db
-            .write(move |conn| {
+            .write(WriteSize::Short, move |conn| {
                 if !key_exists(conn, auth_key_id)? {
                     return Err(unknown_key(auth_key_id).into());
                 }
@@ -220,7 +229,7 @@ impl ServerStore for SqliteServerStore {
 
     async fn has_valid_salt(&self, auth_key_id: u64, salt: i64, t: i64) -> Result<bool> {
         self.db
-            .read_one(move |conn| {
+            .read(move |conn| {
                 Ok(conn
                     .prepare_cached(
                         "SELECT 1 FROM server_salts WHERE auth_key_id = ?1 AND salt = ?2 \
@@ -236,7 +245,7 @@ impl ServerStore for SqliteServerStore {
     async fn future_salts(&self, auth_key_id: u64, t: i64, n: usize) -> Result<Vec<ServerSalt>> {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         self.db
-            .read_one(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT valid_since, valid_until, salt FROM server_salts \
                      WHERE auth_key_id = ?1 AND valid_until > ?2 \

@@ -1,11 +1,13 @@
-//! The conformance suite against SQLite files: one temp file per namespace.
+//! The conformance suite against SQLite files (one temp file per namespace)
+//! and against in-memory stores, and the server cases.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use session_conformance::{ServerStoreFactory, StoreFactory};
-use session_core::{Error, Result, ServerStore, SessionStore};
+use session_core::{Error, Result, ServerStore, Store};
 use session_sqlite::{SqliteServerStore, SqliteStore};
 
 /// Namespaces are files in one temp directory per factory (per test).
@@ -32,10 +34,6 @@ impl Files {
     }
 }
 
-fn io(e: std::io::Error) -> Error {
-    Error::backend("sqlite", e)
-}
-
 fn remove_with_side_files(path: &Path) -> Result<()> {
     let mut files = vec![path.to_owned()];
     for suffix in ["-wal", "-shm", "-journal"] {
@@ -47,7 +45,7 @@ fn remove_with_side_files(path: &Path) -> Result<()> {
         match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(Error::backend("sqlite", e)),
         }
     }
     Ok(())
@@ -59,12 +57,8 @@ impl StoreFactory for Files {
         Ok(self.fresh())
     }
 
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>> {
-        let path = PathBuf::from(namespace);
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
-            .await
-            .map_err(|e| Error::backend("sqlite", e))??;
-        Ok(Arc::new(store))
+    async fn open(&self, namespace: &str) -> Result<Store> {
+        Ok(Store::new(SqliteStore::open(namespace).await?))
     }
 
     async fn write_schema_version(&self, namespace: &str, version: i64) -> Result<()> {
@@ -96,11 +90,7 @@ impl ServerStoreFactory for Files {
     }
 
     async fn open(&self, namespace: &str) -> Result<Arc<dyn ServerStore>> {
-        let path = PathBuf::from(namespace);
-        let store = tokio::task::spawn_blocking(move || SqliteServerStore::open(path))
-            .await
-            .map_err(|e| Error::backend("sqlite", e))??;
-        Ok(Arc::new(store))
+        Ok(Arc::new(SqliteServerStore::open(namespace).await?))
     }
 
     async fn drop_namespace(&self, namespace: &str) -> Result<()> {
@@ -108,7 +98,89 @@ impl ServerStoreFactory for Files {
     }
 }
 
-mod store {
+/// One in-memory store per namespace; `open` hands out the same store.
+#[derive(Default)]
+struct InMemory {
+    next: AtomicU64,
+    stores: Mutex<HashMap<String, Store>>,
+}
+
+impl InMemory {
+    fn stores(&self) -> std::sync::MutexGuard<'_, HashMap<String, Store>> {
+        self.stores.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreFactory for InMemory {
+    async fn create_namespace(&self) -> Result<String> {
+        let name = format!("memory-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let store = Store::new(SqliteStore::open_in_memory()?);
+        self.stores().insert(name.clone(), store);
+        Ok(name)
+    }
+
+    async fn open(&self, namespace: &str) -> Result<Store> {
+        self.stores()
+            .get(namespace)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("namespace {namespace:?}"),
+            })
+    }
+
+    async fn write_schema_version(&self, _namespace: &str, _version: i64) -> Result<()> {
+        Err(Error::invalid(
+            "an in-memory store is not durable: it has no schema version to rewrite",
+        ))
+    }
+
+    async fn drop_namespace(&self, namespace: &str) -> Result<()> {
+        self.stores().remove(namespace);
+        Ok(())
+    }
+}
+
+/// One in-memory server store per namespace.
+#[derive(Default)]
+struct InMemoryServer {
+    next: AtomicU64,
+    stores: Mutex<HashMap<String, Arc<dyn ServerStore>>>,
+}
+
+#[async_trait::async_trait]
+impl ServerStoreFactory for InMemoryServer {
+    async fn create_namespace(&self) -> Result<String> {
+        let name = format!("memory-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let store: Arc<dyn ServerStore> = Arc::new(SqliteServerStore::open_in_memory()?);
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), store);
+        Ok(name)
+    }
+
+    async fn open(&self, namespace: &str) -> Result<Arc<dyn ServerStore>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("namespace {namespace:?}"),
+            })
+    }
+
+    async fn drop_namespace(&self, namespace: &str) -> Result<()> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(namespace);
+        Ok(())
+    }
+}
+
+mod file {
     session_conformance::conformance_tests! {
         factory: super::Files::new(),
         durable: true,
@@ -118,8 +190,24 @@ mod store {
     }
 }
 
+mod in_memory {
+    session_conformance::conformance_tests! {
+        factory: super::InMemory::default(),
+        durable: false,
+        shared_between_processes: false,
+        leases: true,
+        atomic_multi_key_writes: true,
+    }
+}
+
 mod server {
     session_conformance::server_conformance_tests! {
         factory: super::Files::new(),
+    }
+}
+
+mod server_in_memory {
+    session_conformance::server_conformance_tests! {
+        factory: super::InMemoryServer::default(),
     }
 }

@@ -4,15 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{
-    AuthKey, DcOption, Durability, Error, FileKind, Peer, PeerId, PeerKind, SelfUser, SentFile,
-    SentFileKey, ServerSalt, ServerStore, SessionData, SessionStore, SessionStoreExt,
-    UpdateStateChange,
+    AuthKey, DcOption, Durability, Error, FileKind, OpenMode, Peer, PeerId, PeerKind, SelfUser,
+    SentFile, SentFileKey, ServerSalt, ServerStore, SessionData, Store, UpdateStateChange,
 };
-use session_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteServerStore, SqliteStore};
+use session_sqlite::{SCHEMA_VERSION, SqliteServerStore, SqliteStore};
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -34,8 +32,8 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-fn open(path: &Path) -> Arc<dyn SessionStore> {
-    Arc::new(SqliteStore::open(path).expect("open store"))
+async fn open(path: &Path) -> Store {
+    Store::new(SqliteStore::open(path).await.expect("open store"))
 }
 
 fn key(byte: u8) -> AuthKey {
@@ -119,7 +117,7 @@ async fn persistence_across_reopen() {
     let (_dir, path) = temp_db();
     let data = full_data();
     {
-        let store = open(&path);
+        let store = open(&path).await;
         store.import("alice", &data).await.expect("import");
         store.create("bob").await.expect("create");
         store
@@ -129,7 +127,7 @@ async fn persistence_across_reopen() {
         store.create("gone").await.expect("create");
         assert!(store.delete("gone").await.expect("delete"));
     }
-    let store = open(&path);
+    let store = open(&path).await;
     assert_eq!(store.list().await.expect("list"), ["alice", "bob"]);
     assert_eq!(store.export("alice").await.expect("export"), data);
     assert_eq!(
@@ -156,7 +154,7 @@ async fn persistence_across_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_private() {
     let (_dir, path) = temp_db();
-    let store = open(&path);
+    let store = open(&path).await;
     let session = store.open("default").await.expect("session");
     session.set_auth_key(2, Some(key(9))).await.expect("key");
     assert_eq!(mode(&path), 0o600, "database file");
@@ -173,24 +171,9 @@ async fn files_are_private() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_existing_files_mode_is_kept() {
-    let (_dir, path) = temp_db();
-    std::fs::write(&path, b"").expect("empty file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    let store = open(&path);
-    store.create("s").await.expect("create");
-    assert_eq!(mode(&path), 0o640);
-    assert_eq!(
-        mode(&side(&path, "-wal")) & !0o640,
-        0,
-        "the WAL grants no more than the file"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_uses_wal_and_is_marked_as_ours() {
     let (_dir, path) = temp_db();
-    drop(open(&path));
+    drop(open(&path).await);
     let conn = rusqlite::Connection::open(&path).expect("plain open");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -210,7 +193,7 @@ async fn file_uses_wal_and_is_marked_as_ours() {
 async fn newer_schema_is_refused_and_left_alone() {
     let (_dir, path) = temp_db();
     {
-        let store = open(&path);
+        let store = open(&path).await;
         store.create("s").await.expect("create");
     }
     let conn = rusqlite::Connection::open(&path).expect("plain open");
@@ -221,7 +204,7 @@ async fn newer_schema_is_refused_and_left_alone() {
     .expect("bump version");
     drop(conn);
     let before = std::fs::read(&path).expect("read");
-    match SqliteStore::open(&path) {
+    match SqliteStore::open(&path).await {
         Err(Error::UnsupportedSchemaVersion {
             what,
             found,
@@ -242,17 +225,17 @@ async fn newer_schema_is_refused_and_left_alone() {
     conn.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
         .expect("reset");
     drop(conn);
-    assert!(open(&path).exists("s").await.expect("exists"));
+    assert!(open(&path).await.exists("s").await.expect("exists"));
 }
 
-#[test]
-fn a_file_that_is_not_sqlite_is_corrupt_and_unchanged() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_sqlite_is_corrupt_and_unchanged() {
     let (_dir, path) = temp_db();
     let garbage: Vec<u8> = (0..8192u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&path, &garbage).expect("write");
-    match SqliteStore::open(&path) {
+    match SqliteStore::open(&path).await {
         Err(Error::Corrupt { what, message, .. }) => {
             assert!(what.contains(&path.display().to_string()), "{what}");
             assert!(message.contains("not an SQLite database"), "{message}");
@@ -263,14 +246,14 @@ fn a_file_that_is_not_sqlite_is_corrupt_and_unchanged() {
     assert!(!side(&path, "-wal").exists());
 }
 
-#[test]
-fn a_damaged_header_is_corrupt_and_unchanged() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_header_is_corrupt_and_unchanged() {
     let (_dir, path) = temp_db();
-    drop(SqliteStore::open(&path).expect("open"));
+    drop(SqliteStore::open(&path).await.expect("open"));
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[..16].copy_from_slice(b"not-a-database!\0");
     std::fs::write(&path, &bytes).expect("write");
-    let err = SqliteStore::open(&path).expect_err("damaged header");
+    let err = SqliteStore::open(&path).await.expect_err("damaged header");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&path.display().to_string()),
@@ -283,7 +266,7 @@ fn a_damaged_header_is_corrupt_and_unchanged() {
 async fn damaged_pages_are_reported_as_corrupt() {
     let (_dir, path) = temp_db();
     {
-        let store = open(&path);
+        let store = open(&path).await;
         let session = store.open("s").await.expect("session");
         let peers: Vec<Peer> = (1..=3000)
             .map(|i| {
@@ -305,7 +288,7 @@ async fn damaged_pages_are_reported_as_corrupt() {
     }
     std::fs::write(&path, &bytes).expect("write");
     let result = async {
-        let store = SqliteStore::open(&path)?;
+        let store = Store::new(SqliteStore::open(&path).await?);
         store.export("s").await
     }
     .await;
@@ -320,7 +303,7 @@ async fn damaged_pages_are_reported_as_corrupt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_values_in_rows_are_corrupt_not_panics() {
     let (_dir, path) = temp_db();
-    let store = open(&path);
+    let store = open(&path).await;
     let session = store.open("s").await.expect("session");
     session
         .cache_peer(&Peer::new(user(1)).with_kind(PeerKind::User))
@@ -347,8 +330,8 @@ async fn bad_values_in_rows_are_corrupt_not_panics() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
-#[test]
-fn a_foreign_sqlite_file_is_refused_and_unchanged() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_sqlite_file_is_refused_and_unchanged() {
     let (_dir, path) = temp_db();
     let conn = rusqlite::Connection::open(&path).expect("plain open");
     conn.execute_batch(
@@ -366,7 +349,7 @@ fn a_foreign_sqlite_file_is_refused_and_unchanged() {
     .expect("telethon-like file");
     drop(conn);
     let before = std::fs::read(&path).expect("read");
-    let err = SqliteStore::open(&path).expect_err("foreign file");
+    let err = SqliteStore::open(&path).await.expect_err("foreign file");
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("not an mtsession store"), "{message}");
@@ -380,23 +363,25 @@ fn a_foreign_sqlite_file_is_refused_and_unchanged() {
 async fn an_empty_file_becomes_a_store() {
     let (_dir, path) = temp_db();
     std::fs::write(&path, b"").expect("empty");
-    let store = open(&path);
+    let store = open(&path).await;
     store.create("s").await.expect("create");
     assert_eq!(store.list().await.expect("list"), ["s"]);
 }
 
-#[test]
-fn a_missing_directory_is_an_error() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_directory_is_an_error() {
     let (dir, _) = temp_db();
     let path = dir.path().join("no/such/dir/store.sqlite");
-    let err = SqliteStore::open(&path).expect_err("missing directory");
+    let err = SqliteStore::open(&path)
+        .await
+        .expect_err("missing directory");
     assert!(err.to_string().contains("no/such/dir"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_sessions_in_one_file() {
     let (_dir, path) = temp_db();
-    let store = open(&path);
+    let store = open(&path).await;
     let names: Vec<String> = (0..200).map(|i| format!("account-{i:03}")).collect();
     for (i, name) in names.iter().enumerate() {
         let i = i64::try_from(i).expect("small");
@@ -456,8 +441,8 @@ async fn many_sessions_in_one_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_file_share_leases() {
     let (_dir, path) = temp_db();
-    let first = open(&path);
-    let second = open(&path);
+    let first = open(&path).await;
+    let second = open(&path).await;
     let ttl = Duration::from_secs(30);
     let lease = first
         .acquire_lease("s", "first", ttl)
@@ -505,11 +490,15 @@ async fn two_stores_on_one_file_share_leases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_behind_is_flushed_in_the_background() {
     let (_dir, path) = temp_db();
-    let options = SqliteOptions::default().durability(Durability::WriteBehind {
-        max_delay: Duration::from_millis(50),
-    });
-    let store: Arc<dyn SessionStore> =
-        Arc::new(SqliteStore::open_with(&path, options).expect("open"));
+    let store = Store::new(
+        SqliteStore::builder(&path)
+            .durability(Durability::WriteBehind {
+                max_delay: Duration::from_millis(50),
+            })
+            .open()
+            .await
+            .expect("open"),
+    );
     let conn = rusqlite::Connection::open(&path).expect("plain open");
     let marker = || -> Option<i64> {
         conn.query_row("SELECT at_ms FROM flush_marker", [], |r| r.get(0))
@@ -533,23 +522,34 @@ async fn write_behind_is_flushed_in_the_background() {
     store.flush().await.expect("flush");
     assert!(marker() >= first);
     drop(store);
-    assert_eq!(open(&path).update_state("s").await.expect("state").qts, 5);
+    assert_eq!(
+        open(&path)
+            .await
+            .update_state("s")
+            .await
+            .expect("state")
+            .qts,
+        5
+    );
 }
 
-#[test]
-fn a_zero_write_behind_delay_is_rejected() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_write_behind_delay_is_rejected() {
     let (_dir, path) = temp_db();
-    let options = SqliteOptions::default().durability(Durability::WriteBehind {
-        max_delay: Duration::ZERO,
-    });
-    let err = SqliteStore::open_with(&path, options).expect_err("zero delay");
+    let err = SqliteStore::builder(&path)
+        .durability(Durability::WriteBehind {
+            max_delay: Duration::ZERO,
+        })
+        .open()
+        .await
+        .expect_err("zero delay");
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn immediate_flush_is_a_no_op() {
     let (_dir, path) = temp_db();
-    let store = open(&path);
+    let store = open(&path).await;
     store.create("s").await.expect("create");
     store.flush().await.expect("flush");
     let conn = rusqlite::Connection::open(&path).expect("plain open");
@@ -562,12 +562,12 @@ async fn immediate_flush_is_a_no_op() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_two_stores_lose_nothing() {
     let (_dir, path) = temp_db();
-    let stores = [open(&path), open(&path)];
+    let stores = [open(&path).await, open(&path).await];
     stores[0].create("s").await.expect("create");
     let mut tasks = Vec::new();
     for (n, store) in stores.iter().enumerate() {
         for t in 0..4i64 {
-            let store = Arc::clone(store);
+            let store = store.clone();
             let base = i64::try_from(n).expect("small") * 1_000_000 + t * 10_000;
             tasks.push(tokio::spawn(async move {
                 for i in 1..=50 {
@@ -605,7 +605,7 @@ async fn concurrent_writers_on_two_stores_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_store_works_and_declares_no_durability() {
-    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open_in_memory().expect("memory"));
+    let store = Store::new(SqliteStore::open_in_memory().expect("memory"));
     let caps = store.capabilities();
     assert!(!caps.durable && !caps.shared_between_processes);
     assert!(caps.leases && caps.atomic_multi_key_writes);
@@ -617,7 +617,7 @@ async fn in_memory_store_works_and_declares_no_durability() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_declares_its_capabilities() {
     let (_dir, path) = temp_db();
-    let caps = open(&path).capabilities();
+    let caps = open(&path).await.capabilities();
     assert!(caps.durable && caps.shared_between_processes);
     assert!(caps.leases && caps.atomic_multi_key_writes);
     assert!(!caps.ttl);
@@ -626,8 +626,8 @@ async fn file_store_declares_its_capabilities() {
 #[test]
 fn calls_work_outside_a_tokio_runtime() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).expect("open");
     futures::executor::block_on(async {
+        let store = Store::new(SqliteStore::open(&path).await.expect("open"));
         store.create("s").await.expect("create");
         assert_eq!(store.home_dc("s").await.expect("home"), 2);
     });
@@ -636,7 +636,7 @@ fn calls_work_outside_a_tokio_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_and_errors_never_show_keys() {
     let (_dir, path) = temp_db();
-    let store = open(&path);
+    let store = open(&path).await;
     let session = store.open("s").await.expect("session");
     session
         .set_auth_key(2, Some(AuthKey::new([0xAB; 256])))
@@ -662,7 +662,7 @@ async fn server_store_round_trip_and_cascade() {
     let (_dir, path) = temp_db();
     let id;
     {
-        let server = SqliteServerStore::open(&path).expect("open");
+        let server = SqliteServerStore::open(&path).await.expect("open");
         let key = key(5);
         id = server.put_auth_key(&key).await.expect("put");
         assert_eq!(id, key.id());
@@ -685,7 +685,7 @@ async fn server_store_round_trip_and_cascade() {
         ));
     }
     // Persisted, and the session store on the same file is unaffected.
-    let server = SqliteServerStore::open(&path).expect("reopen");
+    let server = SqliteServerStore::open(&path).await.expect("reopen");
     assert_eq!(
         server.auth_key(id).await.expect("key").map(|k| k.id()),
         Some(id)
@@ -693,7 +693,7 @@ async fn server_store_round_trip_and_cascade() {
     assert_eq!(server.list_sessions(id).await.expect("list"), [1]);
     assert!(server.has_valid_salt(id, 99, 15).await.expect("salt"));
     assert!(!server.has_valid_salt(id, 99, 20).await.expect("expired"));
-    assert!(open(&path).list().await.expect("sessions").is_empty());
+    assert!(open(&path).await.list().await.expect("sessions").is_empty());
     assert!(server.destroy_auth_key(id).await.expect("destroy"));
     let conn = rusqlite::Connection::open(&path).expect("plain open");
     for table in ["server_sessions", "server_salts"] {
@@ -707,13 +707,17 @@ async fn server_store_round_trip_and_cascade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_write_behind_store_syncs_once_more() {
     let (_dir, path) = temp_db();
-    let options = SqliteOptions::default().durability(Durability::WriteBehind {
-        max_delay: Duration::from_secs(3600),
-    });
     // A second store keeps the file open, so closing the first does not checkpoint.
-    let keeper = open(&path);
-    let store: Arc<dyn SessionStore> =
-        Arc::new(SqliteStore::open_with(&path, options).expect("open"));
+    let keeper = open(&path).await;
+    let store = Store::new(
+        SqliteStore::builder(&path)
+            .durability(Durability::WriteBehind {
+                max_delay: Duration::from_secs(3600),
+            })
+            .open()
+            .await
+            .expect("open"),
+    );
     store.create("s").await.expect("create");
     let conn = rusqlite::Connection::open(&path).expect("plain open");
     let marker = || -> Option<i64> {
@@ -731,4 +735,263 @@ async fn dropping_a_write_behind_store_syncs_once_more() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(keeper.exists("s").await.expect("exists"));
+}
+
+/// The schema of version 1 as the previous release created it (copied from
+/// `crates/sqlite/src/schema.rs` at `main~3`), so that this test keeps
+/// checking files of that release whatever the current DDL becomes.
+const RELEASED_SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    home_dc INTEGER NOT NULL,
+    self_user_id INTEGER,
+    self_is_bot INTEGER,
+    api_id INTEGER,
+    test_mode INTEGER NOT NULL DEFAULT 0,
+    takeout_id INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    pts INTEGER NOT NULL DEFAULT 0,
+    qts INTEGER NOT NULL DEFAULT 0,
+    date INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS dc_options (
+    session INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    dc_id INTEGER NOT NULL,
+    ipv4 TEXT,
+    ipv6 TEXT,
+    auth_key BLOB,
+    PRIMARY KEY (session, dc_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channel_pts (
+    session INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL,
+    pts INTEGER NOT NULL,
+    PRIMARY KEY (session, channel_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peers (
+    session INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id INTEGER NOT NULL,
+    kind INTEGER,
+    hash INTEGER,
+    hash_is_min INTEGER,
+    usernames TEXT,
+    phone TEXT,
+    name TEXT,
+    last_seen INTEGER,
+    PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS peers_by_phone ON peers (session, phone)
+    WHERE phone IS NOT NULL;
+CREATE TABLE IF NOT EXISTS peer_usernames (
+    session INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    username_lower TEXT NOT NULL,
+    peer_id INTEGER NOT NULL,
+    PRIMARY KEY (session, username_lower)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent_files (
+    session INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    md5 BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    access_hash INTEGER NOT NULL,
+    PRIMARY KEY (session, md5, size, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    session TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flush_marker (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_keys (
+    auth_key_id INTEGER PRIMARY KEY,
+    auth_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS server_sessions (
+    auth_key_id INTEGER NOT NULL REFERENCES auth_keys (auth_key_id) ON DELETE CASCADE,
+    session_id INTEGER NOT NULL,
+    PRIMARY KEY (auth_key_id, session_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS server_salts (
+    auth_key_id INTEGER NOT NULL REFERENCES auth_keys (auth_key_id) ON DELETE CASCADE,
+    valid_since INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL,
+    salt INTEGER NOT NULL,
+    PRIMARY KEY (auth_key_id, valid_since, valid_until, salt)
+) WITHOUT ROWID;
+";
+
+/// A file written by the previous release (its DDL, its application id, its
+/// row formats: usernames as a JSON list, `hash_is_min`, the username index,
+/// leases by name, channels by bare id) opens in every mode and every value
+/// reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_of_the_previous_release_opens_with_every_value() {
+    let (_dir, path) = temp_db();
+    {
+        let conn = rusqlite::Connection::open(&path).expect("plain open");
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .expect("WAL");
+        conn.execute_batch(RELEASED_SCHEMA_V1)
+            .expect("the released schema");
+        conn.pragma_update(None, "application_id", session_sqlite::APPLICATION_ID)
+            .expect("application id");
+        conn.execute_batch(&format!(
+            "INSERT INTO schema_version (id, version) VALUES (0, 1);
+             INSERT INTO sessions (id, name, home_dc, self_user_id, self_is_bot, api_id,
+                 test_mode, takeout_id, created_at_ms, updated_at_ms, pts, qts, date, seq)
+             VALUES (7, 'old', 4, 777, 1, 12345, 1, -9, 1000, 2000, 10, 20, 30, 40);
+             INSERT INTO dc_options (session, dc_id, ipv4, ipv6, auth_key) VALUES
+                 (7, 2, '149.154.167.51:443', '[2001:67c:4e8:f002::a]:443', NULL),
+                 (7, 4, '149.154.167.92:443', NULL, x'{key}');
+             INSERT INTO channel_pts (session, channel_id, pts) VALUES (7, 5, 50),
+                 (7, 8589934588, 2147483647);
+             INSERT INTO peers (session, id, kind, hash, hash_is_min, usernames, phone, name,
+                 last_seen) VALUES
+                 (7, 1, 1, -5, 0, '[\"Alice\",\"al_ice\"]', '15550001', 'Alice Ünïcode', NULL),
+                 (7, -3, 4, NULL, NULL, NULL, NULL, 'group', NULL),
+                 (7, -1000000000009, 6, 42, 1, '[]', NULL, NULL, 1700000000);
+             INSERT INTO peer_usernames (session, username_lower, peer_id) VALUES
+                 (7, 'alice', 1), (7, 'al_ice', 1);
+             INSERT INTO sent_files (session, md5, size, kind, file_id, access_hash) VALUES
+                 (7, x'07070707070707070707070707070707', 1099511627776, 1, -1,
+                  9223372036854775807);
+             INSERT INTO leases (session, owner, expires_at_ms) VALUES ('old', 'w', 1);",
+            key = "AB".repeat(256)
+        ))
+        .expect("rows as the previous release wrote them");
+    }
+    let mut expected = SessionData {
+        home_dc: 4,
+        dcs: vec![
+            DcOption::new(
+                2,
+                Some("149.154.167.51:443".parse().expect("addr")),
+                Some("[2001:67c:4e8:f002::a]:443".parse().expect("addr")),
+            ),
+            DcOption {
+                auth_key: Some(AuthKey::new([0xAB; 256])),
+                ..DcOption::new(4, Some("149.154.167.92:443".parse().expect("addr")), None)
+            },
+        ],
+        self_user: Some(SelfUser {
+            id: 777,
+            is_bot: true,
+        }),
+        api_id: Some(12345),
+        test_mode: true,
+        takeout_id: Some(-9),
+        ..SessionData::default()
+    };
+    expected.update_state.pts = 10;
+    expected.update_state.qts = 20;
+    expected.update_state.date = 30;
+    expected.update_state.seq = 40;
+    expected.update_state.channels.insert(5, 50);
+    expected
+        .update_state
+        .channels
+        .insert(8_589_934_588, i32::MAX);
+    expected.peers = vec![
+        Peer {
+            usernames: Some(vec!["Alice".to_owned(), "al_ice".to_owned()]),
+            ..Peer::new(user(1))
+                .with_kind(PeerKind::User)
+                .with_hash(-5)
+                .with_phone("15550001")
+                .with_name("Alice Ünïcode")
+        },
+        Peer::new(PeerId::chat(3).expect("chat"))
+            .with_kind(PeerKind::Chat)
+            .with_name("group"),
+        Peer {
+            usernames: Some(vec![]),
+            last_seen: Some(1_700_000_000),
+            ..Peer::new(PeerId::channel(9).expect("channel"))
+                .with_kind(PeerKind::Megagroup)
+                .with_min_hash(42)
+        },
+    ];
+    expected.sent_files = vec![(
+        SentFileKey {
+            md5: [7; 16],
+            size: 1 << 40,
+            kind: FileKind::Photo,
+        },
+        SentFile {
+            id: -1,
+            access_hash: i64::MAX,
+        },
+    )];
+    expected.canonicalize();
+    for mode in [OpenMode::ReadOnly, OpenMode::ReadWrite, OpenMode::Create] {
+        let store = Store::new(
+            SqliteStore::builder(&path)
+                .mode(mode)
+                .open()
+                .await
+                .expect("a version-1 file opens"),
+        );
+        assert_eq!(store.list().await.expect("list"), ["old"], "{mode:?}");
+        assert_eq!(
+            store.export("old").await.expect("export"),
+            expected,
+            "{mode:?}"
+        );
+        let meta = store.metadata("old").await.expect("metadata");
+        assert_eq!((meta.created_at_ms, meta.updated_at_ms), (1000, 2000));
+        let session = store.session("old").expect("handle");
+        assert_eq!(
+            session.home_auth_key().await.expect("key"),
+            Some(AuthKey::new([0xAB; 256]))
+        );
+        for name in ["@ALICE", "Al_Ice"] {
+            assert_eq!(
+                session
+                    .peer_by_username(name)
+                    .await
+                    .expect("lookup")
+                    .map(|p| p.id),
+                Some(user(1)),
+                "{mode:?} {name}"
+            );
+        }
+        assert_eq!(
+            session
+                .peer_by_phone("+1 555 0001")
+                .await
+                .expect("lookup")
+                .map(|p| p.id),
+            Some(user(1))
+        );
+        assert_eq!(session.peer_count().await.expect("count"), 3);
+        // The old lease row is honoured (it expired long ago: anyone may take it).
+        if mode != OpenMode::ReadOnly {
+            store
+                .acquire_lease("old", "new-owner", Duration::from_secs(5))
+                .await
+                .expect("the expired lease is taken");
+            assert!(
+                store
+                    .release_lease("old", "new-owner")
+                    .await
+                    .expect("release")
+            );
+        }
+    }
+    let conn = rusqlite::Connection::open(&path).expect("plain open");
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION, "the layout did not change");
 }
