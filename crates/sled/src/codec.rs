@@ -13,8 +13,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use session_core::{
-    AUTH_KEY_LEN, AccessHash, AuthKey, DcOption, FileKind, Peer, PeerId, PeerKind, SelfUser,
-    SentFile, SentFileKey, UpdateState,
+    AUTH_KEY_LEN, AccessHash, AuthKey, DcOption, FileKind, LeaseInfo, Peer, PeerId, PeerKind,
+    SelfUser, SentFile, SentFileKey, SessionHeader, UpdateState,
 };
 
 /// The first byte of every versioned value written by this build.
@@ -84,20 +84,17 @@ pub(crate) fn fixed<const N: usize>(bytes: &[u8], what: &str) -> DecodeResult<[u
     })
 }
 
-/// A session's metadata row in the `sessions` tree.
+/// A session's row in the `sessions` tree: the header, plus what the store
+/// keeps to find and check the session's other keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     /// The generation all of the session's other keys carry.
     pub(crate) generation: u64,
     /// Bumped by every write to the session; lets readers detect concurrent writes.
     pub(crate) revision: u64,
-    pub(crate) home_dc: i32,
-    pub(crate) self_user: Option<SelfUser>,
-    pub(crate) api_id: Option<i32>,
-    pub(crate) test_mode: bool,
-    pub(crate) takeout_id: Option<i64>,
-    pub(crate) created_at_ms: i64,
-    pub(crate) updated_at_ms: i64,
+    /// Home DC, self user, api_id, test mode, takeout id and the times.
+    pub(crate) header: SessionHeader,
+    /// How many peers the session caches.
     pub(crate) peer_count: u64,
 }
 
@@ -109,39 +106,40 @@ const REC_TAKEOUT: u8 = 1 << 4;
 
 impl Record {
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let header = &self.header;
         let mut out = Vec::with_capacity(72);
         out.push(FORMAT_V1);
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.extend_from_slice(&self.revision.to_be_bytes());
-        out.extend_from_slice(&self.home_dc.to_be_bytes());
+        out.extend_from_slice(&header.home_dc.to_be_bytes());
         let mut flags = 0;
-        if let Some(user) = self.self_user {
+        if let Some(user) = header.self_user {
             flags |= REC_SELF;
             if user.is_bot {
                 flags |= REC_SELF_BOT;
             }
         }
-        if self.api_id.is_some() {
+        if header.api_id.is_some() {
             flags |= REC_API_ID;
         }
-        if self.test_mode {
+        if header.test_mode {
             flags |= REC_TEST_MODE;
         }
-        if self.takeout_id.is_some() {
+        if header.takeout_id.is_some() {
             flags |= REC_TAKEOUT;
         }
         out.push(flags);
-        if let Some(user) = self.self_user {
+        if let Some(user) = header.self_user {
             out.extend_from_slice(&user.id.to_be_bytes());
         }
-        if let Some(api_id) = self.api_id {
+        if let Some(api_id) = header.api_id {
             out.extend_from_slice(&api_id.to_be_bytes());
         }
-        if let Some(takeout) = self.takeout_id {
+        if let Some(takeout) = header.takeout_id {
             out.extend_from_slice(&takeout.to_be_bytes());
         }
-        out.extend_from_slice(&self.created_at_ms.to_be_bytes());
-        out.extend_from_slice(&self.updated_at_ms.to_be_bytes());
+        out.extend_from_slice(&header.created_at_ms.to_be_bytes());
+        out.extend_from_slice(&header.updated_at_ms.to_be_bytes());
         out.extend_from_slice(&self.peer_count.to_be_bytes());
         out
     }
@@ -178,13 +176,15 @@ impl Record {
         let record = Record {
             generation,
             revision,
-            home_dc,
-            self_user,
-            api_id,
-            test_mode: flags & REC_TEST_MODE != 0,
-            takeout_id,
-            created_at_ms: r.i64()?,
-            updated_at_ms: r.i64()?,
+            header: SessionHeader {
+                home_dc,
+                self_user,
+                api_id,
+                test_mode: flags & REC_TEST_MODE != 0,
+                takeout_id,
+                created_at_ms: r.i64()?,
+                updated_at_ms: r.i64()?,
+            },
             peer_count: r.u64()?,
         };
         r.finish()?;
@@ -311,8 +311,8 @@ const PEER_PHONE: u8 = 1 << 4;
 const PEER_NAME: u8 = 1 << 5;
 const PEER_LAST_SEEN: u8 = 1 << 6;
 
-/// A peer value (the id is in the key). Text lengths are checked by
-/// [`check_peer`] before a peer reaches this point.
+/// A peer value (the id is in the key). Core bounds every text to 1 024
+/// bytes, so each length fits the 4-byte length field.
 pub(crate) fn encode_peer(peer: &Peer) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(FORMAT_V1);
@@ -363,37 +363,6 @@ pub(crate) fn encode_peer(peer: &Peer) -> Vec<u8> {
     out
 }
 
-/// The longest text (username, phone, display name) and the most usernames a
-/// stored peer may have; longer input is rejected as invalid before writing.
-pub(crate) const MAX_TEXT_LEN: usize = u32::MAX as usize;
-
-/// Whether every length of `peer` fits the encoding.
-pub(crate) fn check_peer(peer: &Peer) -> Result<(), String> {
-    let texts = peer
-        .usernames
-        .iter()
-        .flatten()
-        .chain(peer.phone.iter())
-        .chain(peer.name.iter());
-    for text in texts {
-        if text.len() > MAX_TEXT_LEN {
-            return Err(format!(
-                "peer {} has a text field of {} bytes",
-                peer.id,
-                text.len()
-            ));
-        }
-    }
-    if peer
-        .usernames
-        .as_ref()
-        .is_some_and(|u| u.len() > MAX_TEXT_LEN)
-    {
-        return Err(format!("peer {} has too many usernames", peer.id));
-    }
-    Ok(())
-}
-
 /// The inverse of [`encode_peer`].
 pub(crate) fn decode_peer(id: PeerId, bytes: &[u8]) -> DecodeResult<Peer> {
     let mut r = Reader::versioned(bytes, "peer")?;
@@ -405,7 +374,7 @@ pub(crate) fn decode_peer(id: PeerId, bytes: &[u8]) -> DecodeResult<Peer> {
         let code = r.u8()?;
         Some(
             PeerKind::from_code(i64::from(code))
-                .ok_or_else(|| Decode(format!("peer kind code {code} is not one of 1..=7")))?,
+                .ok_or_else(|| Decode(format!("peer kind code {code} is not a known peer kind")))?,
         )
     } else {
         None
@@ -520,14 +489,18 @@ pub(crate) fn encode_lease(owner: &str, expires_at_ms: i64) -> Vec<u8> {
     out
 }
 
-/// The inverse of [`encode_lease`]: (owner, expires_at_ms).
-pub(crate) fn decode_lease(bytes: &[u8]) -> DecodeResult<(String, i64)> {
+/// The inverse of [`encode_lease`], as the lease on `session`.
+pub(crate) fn decode_lease(session: &str, bytes: &[u8]) -> DecodeResult<LeaseInfo> {
     let mut r = Reader::versioned(bytes, "lease")?;
-    let expires = r.i64()?;
+    let expires_at_ms = r.i64()?;
     let owner = std::str::from_utf8(r.rest())
         .map_err(|_| Decode("lease owner is not UTF-8".to_owned()))?
         .to_owned();
-    Ok((owner, expires))
+    Ok(LeaseInfo {
+        session: session.to_owned(),
+        owner,
+        expires_at_ms,
+    })
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
@@ -674,24 +647,29 @@ mod tests {
         let record = Record {
             generation: 9,
             revision: u64::MAX,
-            home_dc: 4,
-            self_user: Some(SelfUser {
-                id: 77,
-                is_bot: true,
-            }),
-            api_id: Some(-3),
-            test_mode: true,
-            takeout_id: Some(i64::MIN),
-            created_at_ms: 1,
-            updated_at_ms: 2,
+            header: SessionHeader {
+                home_dc: 4,
+                self_user: Some(SelfUser {
+                    id: 77,
+                    is_bot: true,
+                }),
+                api_id: Some(-3),
+                test_mode: true,
+                takeout_id: Some(i64::MIN),
+                created_at_ms: 1,
+                updated_at_ms: 2,
+            },
             peer_count: 3,
         };
         assert_eq!(Record::decode(&record.encode()).expect("decodes"), record);
         let bare = Record {
-            self_user: None,
-            api_id: None,
-            takeout_id: None,
-            test_mode: false,
+            header: SessionHeader {
+                self_user: None,
+                api_id: None,
+                takeout_id: None,
+                test_mode: false,
+                ..record.header.clone()
+            },
             ..record
         };
         assert_eq!(Record::decode(&bare.encode()).expect("decodes"), bare);
@@ -779,9 +757,8 @@ mod tests {
             access_hash: -1,
         };
         assert_eq!(decode_file(&encode_file(&file)).expect("decodes"), file);
-        assert_eq!(
-            decode_lease(&encode_lease("ö", 5)).expect("decodes"),
-            ("ö".to_owned(), 5)
-        );
+        let lease = decode_lease("s", &encode_lease("ö", 5)).expect("decodes");
+        assert_eq!((lease.session.as_str(), lease.owner.as_str()), ("s", "ö"));
+        assert_eq!(lease.expires_at_ms, 5);
     }
 }

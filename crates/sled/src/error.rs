@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use session_core::Error;
 
@@ -10,44 +11,35 @@ use crate::codec::Decode;
 /// The backend name used in errors.
 pub(crate) const BACKEND: &str = "sled";
 
-/// The store directory is open elsewhere: in another process, or in another
-/// [`SledStore`](crate::SledStore) of this process.
+/// The store directory is open in another process.
 ///
-/// sled lets one process at a time open a directory. Opening a directory that
-/// is in use fails with [`Error::Backend`] whose source is this type; use
+/// sled lets one process at a time open a directory (stores opened twice in
+/// one process share one database, so this never concerns the process
+/// itself). Opening a directory that another process holds for longer than
+/// the lock timeout fails with [`Error::Busy`] whose source is this type; use
 /// [`is_in_use`] to recognize it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreInUse {
     /// The store directory.
     pub path: PathBuf,
-    /// Whether the other user is this very process.
-    pub by_this_process: bool,
 }
 
 impl fmt::Display for StoreInUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.by_this_process {
-            write!(
-                f,
-                "the sled store at {} is in use: this process has it open already \
-                 (drop the other SledStore first, or share one store through an Arc)",
-                self.path.display()
-            )
-        } else {
-            write!(
-                f,
-                "the sled store at {} is in use by another process; sled allows one \
-                 process at a time (close the other process, or use a backend shared \
-                 between processes such as sqlite, redis or a SQL server)",
-                self.path.display()
-            )
-        }
+        write!(
+            f,
+            "the sled store at {} is in use by another process; sled allows one \
+             process at a time (close the other process, or use a backend shared \
+             between processes such as sqlite, redis or a SQL server)",
+            self.path.display()
+        )
     }
 }
 
 impl std::error::Error for StoreInUse {}
 
-/// Whether `error` says that the store directory is in use (see [`StoreInUse`]).
+/// Whether `error` says that the store directory is in use by another
+/// process (see [`StoreInUse`]).
 pub fn is_in_use(error: &Error) -> bool {
     in_use_details(error).is_some()
 }
@@ -55,19 +47,23 @@ pub fn is_in_use(error: &Error) -> bool {
 /// The [`StoreInUse`] inside `error`, if it is one.
 pub fn in_use_details(error: &Error) -> Option<&StoreInUse> {
     match error {
-        Error::Backend { source, .. } => source.downcast_ref::<StoreInUse>(),
+        Error::Busy {
+            source: Some(source),
+            ..
+        } => source.downcast_ref::<StoreInUse>(),
         _ => None,
     }
 }
 
-pub(crate) fn in_use(path: &Path, by_this_process: bool) -> Error {
-    Error::backend(
-        BACKEND,
-        StoreInUse {
+/// The directory lock was held by another process for `waited`.
+pub(crate) fn in_use(path: &Path, waited: Duration) -> Error {
+    Error::Busy {
+        what: format!("sled store {}", path.display()),
+        waited,
+        source: Some(Box::new(StoreInUse {
             path: path.to_owned(),
-            by_this_process,
-        },
-    )
+        })),
+    }
 }
 
 /// Whether sled failed to take its lock file because someone else holds it.
@@ -98,4 +94,15 @@ pub(crate) fn corrupt(path: &Path, tree: &str, key: &str, decode: Decode) -> Err
 /// A blocking task that did not finish (it panicked or the runtime is shutting down).
 pub(crate) fn join(error: tokio::task::JoinError) -> Error {
     Error::backend(BACKEND, error)
+}
+
+/// A write to a store opened with [`OpenMode::ReadOnly`](session_core::OpenMode::ReadOnly).
+pub(crate) fn read_only(path: &Path) -> Error {
+    Error::unsupported(
+        BACKEND,
+        format!(
+            "a write to the store at {}, opened read-only,",
+            path.display()
+        ),
+    )
 }

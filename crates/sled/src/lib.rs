@@ -3,10 +3,12 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod driver;
 mod error;
 mod open;
 mod store;
 
+pub use driver::{DEFAULT_MAX_DELAY, SledDriver};
 pub use error::{StoreInUse, in_use_details, is_in_use};
 pub use open::{META_TREE, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
-pub use store::{SledOptions, SledStore};
+pub use store::{SledBuilder, SledStore};

@@ -1,77 +1,38 @@
-//! [`SledStore`]: the [`SessionStore`] implementation.
+//! [`SledStore`]: the [`SessionBackend`] over a sled directory, and the
+//! registry that shares one open database per directory inside a process.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use session_core::lease::{now_ms, validate_lease};
-use session_core::model::normalize_username;
+use session_core::backend::{decide_release, import_times};
 use session_core::{
-    Capabilities, DcOption, Durability, Error, LeaseInfo, Peer, PeerId, PeerTable, Result,
-    SelfUser, SentFile, SentFileKey, SessionData, SessionMeta, SessionStore, UpdateState,
-    UpdateStateChange,
+    Capabilities, ChannelsWrite, DcOption, Durability, Error, HeaderWrite, ImportMode, LeaseInfo,
+    LeaseRequest, OpenMode, Peer, PeerBatch, PeerId, Result, SentFile, SentFileKey, SessionBackend,
+    SessionData, SessionHeader, UpdateState, UpdateStateWrite,
 };
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
     TransactionalTree,
 };
-use sled::{Batch, Transactional, Tree};
+use sled::{Batch, IVec, Transactional, Tree};
 use tokio::sync::RwLock;
 
 use crate::codec::{
     self, Decode, Record, decode_channel_pts, decode_dc, decode_file, decode_file_suffix,
-    decode_peer, decode_peer_id, decode_state, encode_channel_pts, encode_dc, encode_file,
-    encode_peer, encode_state, file_suffix, fixed, flip_i32, flip_i64, key, peer_suffix, prefix,
-    unflip_i32, unflip_i64,
+    decode_lease, decode_peer, decode_peer_id, decode_state, encode_channel_pts, encode_dc,
+    encode_file, encode_lease, encode_peer, encode_state, file_suffix, fixed, flip_i32, flip_i64,
+    key, peer_suffix, prefix, unflip_i32, unflip_i64,
 };
-use crate::error::{BACKEND, corrupt, from_sled, join};
-use crate::open::{Claim, open_db, restrict_modes, sync_log};
-
-/// How a [`SledStore`] is opened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SledOptions {
-    /// When writes are durable (see the crate docs for what each policy
-    /// guarantees). Default: [`Durability::Immediate`].
-    pub durability: Durability,
-    /// The most memory sled's page cache may use, in bytes. Default: 64 MiB.
-    pub cache_capacity: u64,
-    /// How long opening waits for sled's directory lock before reporting the
-    /// store as in use. A store dropped a moment ago in this process may hold
-    /// the lock for a few milliseconds while sled's threads finish. Default: 1 s.
-    pub lock_timeout: Duration,
-}
-
-impl Default for SledOptions {
-    fn default() -> Self {
-        SledOptions {
-            durability: Durability::Immediate,
-            cache_capacity: 64 * 1024 * 1024,
-            lock_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-impl SledOptions {
-    /// Sets the durability policy.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// Sets the page cache size in bytes.
-    pub fn cache_capacity(mut self, bytes: u64) -> Self {
-        self.cache_capacity = bytes;
-        self
-    }
-
-    /// Sets how long opening waits for sled's directory lock.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-}
+use crate::error::{BACKEND, corrupt, from_sled, join, read_only};
+use crate::open::{
+    Opened, Options, io_error, open_in_place, open_private_copy, prepare_dir, restrict_modes,
+    sync_log,
+};
 
 /// Names of the trees (see the crate docs for their layout).
 pub(crate) mod tree {
@@ -136,51 +97,97 @@ impl Trees {
 /// under it, before it takes the store's exclusive gate.
 const OPTIMISTIC_READS: usize = 3;
 
-/// Batches up to this size are merged on the calling task; larger ones move
-/// to a blocking thread.
+/// Batches up to this size are planned and applied on the calling task;
+/// larger ones move to a blocking thread.
 const INLINE_PEER_BATCH: usize = 64;
+
+/// Imports and copies of up to this many keys are written in one
+/// transaction; larger ones are staged under their new generation first.
+const WRITE_AT_ONCE: usize = 1024;
 
 /// Keys removed or copied per sled batch when whole generations are moved.
 const CHUNK: usize = 1024;
 
 type TxResult<T> = ConflictableTransactionResult<T, Error>;
 
-/// Writes of a staged generation: tree name, key suffix after the session prefix, value.
+/// Writes of a generation: tree name, key suffix after the session prefix, value.
 type Staged = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
 
+/// One open sled database, shared by every [`SledStore`] of this process on
+/// its directory (or private to one read-only store, for a private copy).
 struct Inner {
     db: sled::Db,
-    log: Arc<std::fs::File>,
+    /// sled's log, for `fdatasync`; `None` for a private copy.
+    log: Option<Arc<fs::File>>,
     trees: Trees,
+    /// The store directory (canonical), also for a private copy.
     path: PathBuf,
     durability: Durability,
     /// Writers hold it shared for the length of their transaction; readers
     /// that need a stable view of a whole session (export, copy, `All`
     /// update-state writes, starved optimistic reads) hold it exclusively.
     gate: Arc<RwLock<()>>,
-    _claim: Claim,
+    /// When the store last flushed and synced the log itself (write-behind
+    /// only; see [`Inner::keep_up`]).
+    last_flush: tokio::sync::Mutex<Instant>,
+    /// The copy a read-only store reads; declared last, so it is removed
+    /// after sled has closed it.
+    _private_copy: Option<tempfile::TempDir>,
 }
 
 impl Drop for Inner {
     /// Closing makes everything durable, whatever the policy: sled flushes
     /// its log when its last tree handle goes, and the `fdatasync` here
-    /// follows. Errors cannot be reported from a drop; call
-    /// [`SessionStore::flush`] first to see them.
+    /// follows; files sled made since the last flush get their private
+    /// modes. Errors cannot be reported from a drop; call
+    /// [`SessionBackend::flush`] first to see them.
     fn drop(&mut self) {
-        if self.db.flush().is_ok() {
-            let _ = self.log.sync_data();
+        if let Some(log) = &self.log
+            && self.db.flush().is_ok()
+        {
+            let _ = log.sync_data();
+            let _ = restrict_modes(&self.path);
         }
     }
+}
+
+/// One slot per canonical directory: the database open on it, if any.
+type Slot = Arc<Mutex<Weak<Inner>>>;
+
+/// The databases open in this process, by canonical directory. sled locks
+/// a directory for the one database that has it open, so a second store on
+/// the same directory shares the first one's database instead of opening
+/// another (which would fail).
+static OPEN_DATABASES: Mutex<BTreeMap<PathBuf, Slot>> = Mutex::new(BTreeMap::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither the registry nor a slot can be left half-updated by a panic
+    // (each change is one insert or assignment).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The slot of `path`, dropping the slots of databases closed since.
+fn slot(path: &Path) -> Slot {
+    let mut open = lock(&OPEN_DATABASES);
+    open.retain(|_, slot| {
+        Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |db| db.strong_count() > 0)
+    });
+    Arc::clone(open.entry(path.to_owned()).or_default())
 }
 
 /// Sessions in a sled directory. See the crate docs for the layout and the
 /// guarantees.
 ///
-/// Clone the `Arc` you hold it in to share it; dropping the last handle
-/// closes sled and releases the directory (sled's threads may keep the lock
-/// for a few more milliseconds, which a new `open` in this process waits out).
+/// Stores opened on the same directory in one process share one sled
+/// database, so any number of them can be open at once (sled itself allows
+/// one opener per directory). Dropping the last of them closes sled and
+/// releases the directory (sled's threads may keep the lock for a few more
+/// milliseconds, which a new open waits out).
 pub struct SledStore {
     inner: Arc<Inner>,
+    writable: bool,
 }
 
 impl fmt::Debug for SledStore {
@@ -188,6 +195,7 @@ impl fmt::Debug for SledStore {
         f.debug_struct("SledStore")
             .field("path", &self.inner.path)
             .field("durability", &self.inner.durability)
+            .field("read_only", &!self.writable)
             .finish_non_exhaustive()
     }
 }
@@ -196,54 +204,126 @@ fn abort<T>(error: Error) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(error))
 }
 
-fn check_name(session: &str) -> Result<()> {
-    if session.is_empty() || session.len() > session_core::model::MAX_SESSION_NAME_LEN {
-        return Err(Error::invalid(format!(
-            "a session name is 1 to {} bytes of UTF-8, got {} bytes",
-            session_core::model::MAX_SESSION_NAME_LEN,
-            session.len()
-        )));
-    }
-    Ok(())
+/// Opens a [`SledStore`] with options: durability, page cache, lock
+/// timeout and [`OpenMode`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_core::{Durability, OpenMode};
+/// use session_sled::SledStore;
+///
+/// # async fn demo() -> session_core::Result<()> {
+/// let store = SledStore::builder("sessions.sled")
+///     .durability(Durability::WriteBehind { max_delay: Duration::from_millis(100) })
+///     .mode(OpenMode::ReadWrite)
+///     .open()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SledBuilder {
+    path: PathBuf,
+    options: Options,
 }
 
-impl SledStore {
-    /// Opens (creating if needed) the store in directory `path` with
-    /// [`SledOptions::default`]: every write durable on return.
-    pub async fn open(path: impl AsRef<Path>) -> Result<SledStore> {
-        SledStore::open_with(path, SledOptions::default()).await
+impl SledBuilder {
+    /// When writes are durable (see the crate docs for what each policy
+    /// guarantees). Default: [`Durability::Immediate`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.options.durability = durability;
+        self
     }
 
-    /// Opens (creating if needed) the store in directory `path`.
+    /// The most memory sled's page cache may use, in bytes. Default: 64 MiB.
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.options.cache_capacity = bytes;
+        self
+    }
+
+    /// How long opening waits for a directory that another process holds
+    /// before failing with [`Error::Busy`]. Default: 1 s.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.options.lock_timeout = timeout;
+        self
+    }
+
+    /// How to open: [`OpenMode::Create`] (the default) creates the directory
+    /// when it is missing or empty; [`OpenMode::ReadWrite`] opens a store
+    /// that exists; [`OpenMode::ReadOnly`] opens one without writing to its
+    /// directory at all (see the crate docs).
+    pub fn mode(mut self, mode: OpenMode) -> Self {
+        self.options.mode = mode;
+        self
+    }
+
+    /// Opens the store.
     ///
-    /// Errors: the directory is in use by another process or another store of
-    /// this process ([`Error::Backend`] with a [`StoreInUse`](crate::StoreInUse)
-    /// source, see [`is_in_use`](crate::is_in_use)); it was written by a newer
-    /// version ([`Error::UnsupportedSchemaVersion`]); it is damaged or holds
-    /// something else ([`Error::Corrupt`]); `path` is a file
-    /// ([`Error::InvalidInput`]).
-    pub async fn open_with(path: impl AsRef<Path>, options: SledOptions) -> Result<SledStore> {
-        let path = path.as_ref().to_owned();
-        tokio::task::spawn_blocking(move || SledStore::open_blocking(&path, &options))
+    /// Errors: the path is missing (`NotFound`, except in create mode), is
+    /// not a store directory (`InvalidInput`, with nothing changed), another
+    /// process holds it past the lock timeout ([`Error::Busy`] with a
+    /// [`StoreInUse`](crate::StoreInUse) source, see
+    /// [`is_in_use`](crate::is_in_use)), it was written by a newer version
+    /// ([`Error::UnsupportedSchemaVersion`]), it is damaged
+    /// ([`Error::Corrupt`]), or it is open in this process already with
+    /// another durability policy (`InvalidInput`).
+    pub async fn open(self) -> Result<SledStore> {
+        tokio::task::spawn_blocking(move || SledStore::open_blocking(&self.path, &self.options))
             .await
             .map_err(join)?
     }
+}
 
-    fn open_blocking(path: &Path, options: &SledOptions) -> Result<SledStore> {
-        let opened = open_db(path, options)?;
-        let trees = Trees::open(&opened.db, &opened.path)?;
-        let inner = Inner {
-            db: opened.db,
-            log: Arc::new(opened.log),
-            trees,
-            path: opened.path,
-            durability: options.durability,
-            gate: Arc::new(RwLock::new(())),
-            _claim: opened.claim,
-        };
+impl SledStore {
+    /// Opens the store in directory `path`, creating it when it is missing or
+    /// empty, with every write durable on return. Use [`builder`](Self::builder)
+    /// for the other options and open modes.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SledStore> {
+        SledStore::builder(path).open().await
+    }
+
+    /// A builder for a store in directory `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SledBuilder {
+        SledBuilder {
+            path: path.as_ref().to_owned(),
+            options: Options::default(),
+        }
+    }
+
+    fn open_blocking(path: &Path, options: &Options) -> Result<SledStore> {
+        prepare_dir(path, options.mode)?;
+        let canonical = fs::canonicalize(path).map_err(|e| io_error(path, "resolve", e))?;
+        let writable = options.mode.writes();
+        let slot = slot(&canonical);
+        let mut open = lock(&slot);
+        if let Some(inner) = open.upgrade() {
+            if writable && inner.durability != options.durability {
+                return Err(Error::invalid(format!(
+                    "the sled store at {} is open in this process already with durability \
+                     {:?}; a second store on it shares that database, so open it with the \
+                     same durability (asked for {:?})",
+                    canonical.display(),
+                    inner.durability,
+                    options.durability
+                )));
+            }
+            return Ok(SledStore { inner, writable });
+        }
+        if !writable {
+            drop(open);
+            let opened = open_private_copy(&canonical, options)?;
+            let inner = Inner::new(opened, canonical, options.durability)?;
+            return Ok(SledStore {
+                inner: Arc::new(inner),
+                writable: false,
+            });
+        }
+        let opened = open_in_place(&canonical, options)?;
+        let inner = Arc::new(Inner::new(opened, canonical, options.durability)?);
         inner.collect_trash()?;
+        *open = Arc::downgrade(&inner);
         Ok(SledStore {
-            inner: Arc::new(inner),
+            inner,
+            writable: true,
         })
     }
 
@@ -252,20 +332,36 @@ impl SledStore {
         &self.inner.path
     }
 
-    /// The durability policy the store was opened with.
+    /// The durability policy of the database.
     pub fn durability(&self) -> Durability {
         self.inner.durability
     }
 
-    /// Makes writes durable now if the policy is [`Durability::Immediate`].
+    /// Whether the store was opened with [`OpenMode::ReadOnly`] (every write
+    /// fails with [`Error::Unsupported`]).
+    pub fn is_read_only(&self) -> bool {
+        !self.writable
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(read_only(&self.inner.path))
+        }
+    }
+
+    /// After a write: makes it durable now under [`Durability::Immediate`];
+    /// under write-behind, flushes when the last flush is older than the
+    /// bound ([`Inner::keep_up`]).
     async fn settle(&self) -> Result<()> {
         match self.inner.durability {
-            Durability::WriteBehind { .. } => Ok(()),
+            Durability::WriteBehind { max_delay } => self.inner.keep_up(max_delay).await,
             _ => self.inner.flush().await,
         }
     }
 
-    /// Runs `f` on a blocking thread with the store.
+    /// Runs `f` on a blocking thread with the database.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
@@ -277,10 +373,9 @@ impl SledStore {
     }
 
     /// A read of several keys of one session that sees no write half-done:
-    /// the session's revision is checked before and after; after a few
-    /// collisions with writers the read takes the exclusive gate.
+    /// the session's generation and revision are checked before and after;
+    /// after a few collisions with writers the read takes the exclusive gate.
     async fn read<T>(&self, session: &str, f: impl Fn(&Inner, &Record) -> Result<T>) -> Result<T> {
-        check_name(session)?;
         // Reads run on the calling task and never wait for I/O readiness; let
         // the scheduler run other tasks now and then, as a network read would.
         tokio::task::coop::consume_budget().await;
@@ -298,34 +393,28 @@ impl SledStore {
         f(inner, &record)
     }
 
-    /// Reads one field of the session record.
-    async fn field<T>(&self, session: &str, f: impl FnOnce(&Record) -> T) -> Result<T> {
-        check_name(session)?;
+    /// Reads the session record.
+    async fn record(&self, session: &str) -> Result<Record> {
         tokio::task::coop::consume_budget().await;
-        Ok(f(&self.inner.record(session)?))
-    }
-
-    /// Changes the session record in one transaction and marks the session updated.
-    async fn update_record(&self, session: &str, f: impl Fn(&mut Record)) -> Result<()> {
-        check_name(session)?;
-        let inner = &*self.inner;
-        {
-            let _shared = inner.gate.read().await;
-            let result = inner.trees.sessions.transaction(|sessions| {
-                let mut record = inner.tx_record(sessions, session)?;
-                f(&mut record);
-                record.updated_at_ms = now_ms().max(record.updated_at_ms);
-                record.revision = record.revision.wrapping_add(1);
-                sessions.insert(session.as_bytes(), record.encode())?;
-                Ok(())
-            });
-            inner.tx(result)?;
-        }
-        self.settle().await
+        self.inner.record(session)
     }
 }
 
 impl Inner {
+    fn new(opened: Opened, path: PathBuf, durability: Durability) -> Result<Inner> {
+        let trees = Trees::open(&opened.db, &path)?;
+        Ok(Inner {
+            db: opened.db,
+            log: opened.log.map(Arc::new),
+            trees,
+            path,
+            durability,
+            gate: Arc::new(RwLock::new(())),
+            last_flush: tokio::sync::Mutex::new(Instant::now()),
+            _private_copy: opened.private_copy,
+        })
+    }
+
     fn sled(&self, error: sled::Error) -> Error {
         from_sled(&self.path, error)
     }
@@ -346,7 +435,10 @@ impl Inner {
     /// with many concurrent callers, can occupy every thread of it waiting for
     /// log writes that need one of those threads.)
     async fn flush(&self) -> Result<()> {
-        let (db, log, path) = (self.db.clone(), Arc::clone(&self.log), self.path.clone());
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let (db, log, path) = (self.db.clone(), Arc::clone(log), self.path.clone());
         tokio::task::spawn_blocking(move || {
             db.flush().map_err(|e| from_sled(&path, e))?;
             sync_log(&log, &path)
@@ -355,9 +447,30 @@ impl Inner {
         .map_err(join)?
     }
 
+    /// Under write-behind, the write that finds the last flush older than
+    /// `max_delay` flushes and syncs the log before it returns (and writers
+    /// wait for it meanwhile). sled accepts writes into memory faster than it
+    /// writes its log out; unchecked, the backlog of a steady stream of small
+    /// writes grows past `max_delay` and, in sled 0.34, ends in a deadlock of
+    /// its I/O thread pool (every thread waiting for the segment lock that a
+    /// writer holds while it waits for a file truncation queued behind
+    /// them). This keeps the backlog to what the disk takes in `max_delay`.
+    async fn keep_up(&self, max_delay: Duration) -> Result<()> {
+        let mut last = self.last_flush.lock().await;
+        if last.elapsed() < max_delay {
+            return Ok(());
+        }
+        self.flush().await?;
+        *last = Instant::now();
+        Ok(())
+    }
+
     fn flush_blocking(&self) -> Result<()> {
         self.db.flush().map_err(|e| self.sled(e))?;
-        sync_log(&self.log, &self.path)
+        match &self.log {
+            Some(log) => sync_log(log, &self.path),
+            None => Ok(()),
+        }
     }
 
     fn decode_record(&self, session: &str, bytes: &[u8]) -> Result<Record> {
@@ -403,8 +516,20 @@ impl Inner {
         }
     }
 
+    /// Writes the record back with its revision bumped.
+    fn tx_put_record(
+        &self,
+        sessions: &TransactionalTree,
+        session: &str,
+        record: &mut Record,
+    ) -> TxResult<()> {
+        record.revision = record.revision.wrapping_add(1);
+        sessions.insert(session.as_bytes(), record.encode())?;
+        Ok(())
+    }
+
     /// Every `(key, value)` of `tree` under `prefix`.
-    fn scan(&self, tree: &Tree, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>> {
+    fn scan(&self, tree: &Tree, prefix: &[u8]) -> Result<Vec<(IVec, IVec)>> {
         tree.scan_prefix(prefix)
             .collect::<sled::Result<Vec<_>>>()
             .map_err(|e| self.sled(e))
@@ -416,6 +541,16 @@ impl Inner {
             Some(bytes) => decode_peer(id, &bytes)
                 .map(Some)
                 .map_err(|d| self.corrupt(tree::PEERS, format!("peer {id}"), d)),
+            None => Ok(None),
+        }
+    }
+
+    fn tx_peer(&self, peers: &TransactionalTree, pre: &[u8], id: PeerId) -> TxResult<Option<Peer>> {
+        match peers.get(key(pre, &peer_suffix(id)))? {
+            Some(bytes) => match decode_peer(id, &bytes) {
+                Ok(peer) => Ok(Some(peer)),
+                Err(d) => abort(self.corrupt(tree::PEERS, format!("peer {id}"), d)),
+            },
             None => Ok(None),
         }
     }
@@ -492,13 +627,14 @@ impl Inner {
             let file = decode_file(&v).map_err(|d| self.corrupt(tree::FILES, "sent file", d))?;
             sent_files.push((file_key, file));
         }
+        let header = &record.header;
         let mut data = SessionData {
-            home_dc: record.home_dc,
+            home_dc: header.home_dc,
             dcs: self.dcs(&pre)?,
-            self_user: record.self_user,
-            api_id: record.api_id,
-            test_mode: record.test_mode,
-            takeout_id: record.takeout_id,
+            self_user: header.self_user,
+            api_id: header.api_id,
+            test_mode: header.test_mode,
+            takeout_id: header.takeout_id,
             update_state: self.update_state(&pre)?,
             peers,
             sent_files,
@@ -508,7 +644,7 @@ impl Inner {
     }
 
     /// Removes every key of one retired generation, then its trash entry.
-    fn collect(&self, pre: &[u8]) -> Result<()> {
+    fn collect_generation(&self, pre: &[u8]) -> Result<()> {
         for (_, tree) in self.trees.data() {
             loop {
                 let keys = tree
@@ -542,12 +678,94 @@ impl Inner {
             .map_err(|e| self.sled(e))?;
         let any = !pending.is_empty();
         for pre in pending {
-            self.collect(&pre)?;
+            self.collect_generation(&pre)?;
         }
         if any {
             self.flush_blocking()?;
         }
         Ok(())
+    }
+
+    fn data_tree(&self, name: &str) -> &Tree {
+        self.trees
+            .data()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(&self.trees.peers, |(_, t)| t)
+    }
+
+    /// Writes `writes` as a new generation of `session` and points the
+    /// session at it, atomically. `decide` sees the current record (if any)
+    /// and the new generation, and returns the new record or an error that
+    /// cancels everything. The replaced generation is collected afterwards.
+    /// The caller holds the gate shared when the writes are few (they go in
+    /// one transaction); it must not hold it otherwise ([`Inner::publish`]
+    /// takes it).
+    fn write_generation(
+        &self,
+        session: &str,
+        writes: Staged,
+        decide: impl Fn(Option<&Record>, u64) -> Result<Record>,
+    ) -> Result<()> {
+        let generation = self.db.generate_id().map_err(|e| self.sled(e))?;
+        let pre = prefix(session, generation);
+        let t = &self.trees;
+        let result = (
+            &t.sessions,
+            &t.trash,
+            &t.dcs,
+            &t.state,
+            &t.channels,
+            &t.peers,
+            &t.usernames,
+            &t.phones,
+            &t.files,
+        )
+            .transaction(
+                |(sessions, trash, dcs, state, channels, peers, usernames, phones, files)| {
+                    let old = self.tx_record_opt(sessions, session)?;
+                    let new = match decide(old.as_ref(), generation) {
+                        Ok(record) => record,
+                        Err(e) => return abort(e),
+                    };
+                    let data = [
+                        (tree::DCS, dcs),
+                        (tree::STATE, state),
+                        (tree::CHANNELS, channels),
+                        (tree::PEERS, peers),
+                        (tree::USERNAMES, usernames),
+                        (tree::PHONES, phones),
+                        (tree::FILES, files),
+                    ];
+                    for (name, k, v) in &writes {
+                        let tree = data
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or(peers, |(_, t)| *t);
+                        tree.insert(key(&pre, k), v.as_slice())?;
+                    }
+                    if let Some(old) = &old {
+                        trash.insert(prefix(session, old.generation), Vec::new())?;
+                    }
+                    sessions.insert(session.as_bytes(), new.encode())?;
+                    Ok(old.map(|o| o.generation))
+                },
+            );
+        if let Some(old) = self.tx(result)? {
+            self.collect_generation(&prefix(session, old))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a large generation: staged first, then published.
+    fn write_large_generation(
+        &self,
+        session: &str,
+        writes: Staged,
+        decide: impl Fn(Option<&Record>, u64) -> Result<Record>,
+    ) -> Result<()> {
+        let generation = self.stage(session, writes)?;
+        self.publish(session, generation, |old| decide(old, generation))
     }
 
     /// Writes `writes` (tree name, key, value) under a fresh generation that
@@ -589,14 +807,6 @@ impl Inner {
         Ok(generation)
     }
 
-    fn data_tree(&self, name: &str) -> &Tree {
-        self.trees
-            .data()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map_or(&self.trees.peers, |(_, t)| t)
-    }
-
     /// Points `session` at a staged generation in one transaction. `decide`
     /// sees the current record (if any) and returns the new one, or an error
     /// that cancels the publication (the staged keys are then collected).
@@ -627,138 +837,216 @@ impl Inner {
         match self.tx(result) {
             Ok(replaced) => {
                 if let Some(old) = replaced {
-                    self.collect(&prefix(session, old))?;
+                    self.collect_generation(&prefix(session, old))?;
                 }
                 Ok(())
             }
             Err(e) => {
-                self.collect(&staged)?;
+                self.collect_generation(&staged)?;
                 Err(e)
             }
         }
     }
 
-    /// Merges one peer inside a `cache_peers` transaction, moving usernames
-    /// and the phone to it exactly as [`PeerTable::upsert`] does. Returns
-    /// whether the peer is new.
-    fn upsert(
-        &self,
-        pre: &[u8],
-        peers: &TransactionalTree,
-        usernames: &TransactionalTree,
-        phones: &TransactionalTree,
-        peer: &Peer,
-    ) -> TxResult<bool> {
-        let id_bytes = flip_i64(peer.id.marked());
-        let peer_key = key(pre, &peer_suffix(peer.id));
-        let stored = match peers.get(&peer_key)? {
-            Some(bytes) => match decode_peer(peer.id, &bytes) {
-                Ok(stored) => Some(stored),
-                Err(d) => return abort(self.corrupt(tree::PEERS, format!("peer {}", peer.id), d)),
-            },
-            None => None,
-        };
-        let is_new = stored.is_none();
-        let (old_keys, old_phone, merged) = match stored {
-            Some(mut stored) => {
-                let keys = stored.username_keys();
-                let phone = stored.phone.clone();
-                stored.merge(peer);
-                (keys, phone, stored)
-            }
-            None => (Vec::new(), None, peer.clone()),
-        };
-        for name in old_keys {
-            let index_key = key(pre, name.as_bytes());
-            if usernames
-                .get(&index_key)?
-                .is_some_and(|v| v.as_ref() == id_bytes)
-            {
-                usernames.remove(index_key)?;
-            }
-        }
-        if let Some(phone) = old_phone {
-            let index_key = key(pre, phone.as_bytes());
-            if phones
-                .get(&index_key)?
-                .is_some_and(|v| v.as_ref() == id_bytes)
-            {
-                phones.remove(index_key)?;
-            }
-        }
-        peers.insert(peer_key, encode_peer(&merged))?;
-        for name in merged.username_keys() {
-            let previous = usernames.insert(key(pre, name.as_bytes()), &id_bytes[..])?;
-            if let Some(mut other) = self.previous_owner(pre, peers, previous, peer.id)?
-                && let Some(names) = &mut other.usernames
-            {
-                names.retain(|n| normalize_username(n) != name);
-                peers.insert(key(pre, &peer_suffix(other.id)), encode_peer(&other))?;
-            }
-        }
-        if let Some(phone) = &merged.phone {
-            let previous = phones.insert(key(pre, phone.as_bytes()), &id_bytes[..])?;
-            if let Some(mut other) = self.previous_owner(pre, peers, previous, peer.id)? {
-                other.phone = None;
-                peers.insert(key(pre, &peer_suffix(other.id)), encode_peer(&other))?;
-            }
-        }
-        Ok(is_new)
-    }
-
-    /// The peer a replaced index entry pointed at, unless it is `me`.
-    fn previous_owner(
-        &self,
-        pre: &[u8],
-        peers: &TransactionalTree,
-        previous: Option<sled::IVec>,
-        me: PeerId,
-    ) -> TxResult<Option<Peer>> {
-        let Some(previous) = previous else {
-            return Ok(None);
-        };
-        let id = match decode_peer_id(&previous) {
-            Ok(id) => id,
-            Err(d) => return abort(self.corrupt("index", "entry", d)),
-        };
-        if id == me {
-            return Ok(None);
-        }
-        match peers.get(key(pre, &peer_suffix(id)))? {
-            Some(bytes) => match decode_peer(id, &bytes) {
-                Ok(peer) => Ok(Some(peer)),
-                Err(d) => abort(self.corrupt(tree::PEERS, format!("peer {id}"), d)),
-            },
-            None => Ok(None),
-        }
-    }
-
-    fn cache_peers(&self, session: &str, batch: &[Peer]) -> Result<()> {
+    /// Loads what `batch` touches, plans it with [`PeerBatch::plan`] and
+    /// applies the plan, in one transaction (which sled may run more than
+    /// once; the plan is a pure function of what it read). Returns whether
+    /// anything was written.
+    fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<bool> {
         let t = &self.trees;
         let result = (&t.sessions, &t.peers, &t.usernames, &t.phones).transaction(
             |(sessions, peers, usernames, phones)| {
                 let mut record = self.tx_record(sessions, session)?;
                 let pre = prefix(session, record.generation);
-                let mut added = 0u64;
-                for peer in batch {
-                    if self.upsert(&pre, peers, usernames, phones, peer)? {
-                        added += 1;
+                let mut stored: BTreeMap<PeerId, Peer> = BTreeMap::new();
+                for id in batch.ids() {
+                    if let Some(peer) = self.tx_peer(peers, &pre, *id)? {
+                        stored.insert(*id, peer);
                     }
                 }
-                record.peer_count += added;
-                record.revision = record.revision.wrapping_add(1);
-                sessions.insert(session.as_bytes(), record.encode())?;
-                Ok(())
+                let indexes = [
+                    (usernames, tree::USERNAMES, batch.username_keys()),
+                    (phones, tree::PHONES, batch.phones()),
+                ];
+                for (index, name, keys) in indexes {
+                    for k in keys {
+                        let Some(owner) = index.get(key(&pre, k.as_bytes()))? else {
+                            continue;
+                        };
+                        let owner = match decode_peer_id(&owner) {
+                            Ok(id) => id,
+                            Err(d) => return abort(self.corrupt(name, "index entry", d)),
+                        };
+                        if !stored.contains_key(&owner)
+                            && let Some(peer) = self.tx_peer(peers, &pre, owner)?
+                        {
+                            stored.insert(owner, peer);
+                        }
+                    }
+                }
+                let plan = batch.plan(stored.into_values());
+                if plan.is_empty() {
+                    return Ok(false);
+                }
+                let removed = [
+                    (usernames, &plan.usernames_removed),
+                    (phones, &plan.phones_removed),
+                ];
+                for (index, entries) in removed {
+                    for (k, id) in entries {
+                        let entry = key(&pre, k.as_bytes());
+                        if index
+                            .get(&entry)?
+                            .is_some_and(|v| v.as_ref() == peer_suffix(*id))
+                        {
+                            index.remove(entry)?;
+                        }
+                    }
+                }
+                for row in &plan.rows {
+                    peers.insert(key(&pre, &peer_suffix(row.id)), encode_peer(row))?;
+                }
+                for (index, entries) in [
+                    (usernames, &plan.usernames_added),
+                    (phones, &plan.phones_added),
+                ] {
+                    for (k, id) in entries {
+                        index.insert(key(&pre, k.as_bytes()), &peer_suffix(*id)[..])?;
+                    }
+                }
+                record.peer_count += plan.inserted;
+                self.tx_put_record(sessions, session, &mut record)?;
+                Ok(true)
             },
         );
         self.tx(result)
     }
+
+    /// Writes the fields an update-state write sets and applies its channel
+    /// change, in one transaction. `replace` carries, for a write that
+    /// replaces the channel table, the generation the caller read and the
+    /// channel keys stored under it (the caller holds the exclusive gate).
+    fn write_update_state(
+        &self,
+        session: &str,
+        write: &UpdateStateWrite,
+        replace: Option<(u64, &[IVec])>,
+    ) -> Result<()> {
+        let t = &self.trees;
+        let result =
+            (&t.sessions, &t.state, &t.channels).transaction(|(sessions, state_tree, channels)| {
+                // Read for its existence and generation (and so that a
+                // concurrent delete or import conflicts with this write).
+                let mut record = self.tx_record(sessions, session)?;
+                let pre = prefix(session, record.generation);
+                if let Some((generation, stale)) = replace {
+                    if record.generation != generation {
+                        // Unreachable while the gate is held; refuse rather than mix generations.
+                        return abort(Error::backend(
+                            BACKEND,
+                            format!(
+                                "session {session:?} was replaced during an update-state write"
+                            ),
+                        ));
+                    }
+                    for k in stale {
+                        channels.remove(k.as_ref())?;
+                    }
+                }
+                if write.sets_fields() {
+                    let mut state = match state_tree.get(&pre)? {
+                        Some(bytes) => match decode_state(&bytes) {
+                            Ok(state) => state,
+                            Err(d) => return abort(self.corrupt(tree::STATE, "state", d)),
+                        },
+                        None => UpdateState::default(),
+                    };
+                    // The fixed fields; the channel table lives in its own tree.
+                    write.apply_to(&mut state);
+                    state_tree.insert(pre.as_slice(), encode_state(&state))?;
+                }
+                match &write.channels {
+                    ChannelsWrite::Keep => {}
+                    ChannelsWrite::Replace(table) => {
+                        for (id, pts) in table {
+                            channels.insert(key(&pre, &flip_i64(*id)), encode_channel_pts(*pts))?;
+                        }
+                    }
+                    ChannelsWrite::Set { id, pts } => {
+                        channels.insert(key(&pre, &flip_i64(*id)), encode_channel_pts(*pts))?;
+                    }
+                    ChannelsWrite::Remove { id } => {
+                        channels.remove(key(&pre, &flip_i64(*id)))?;
+                    }
+                }
+                // A write of one key is atomic by itself; readers of several
+                // keys need the revision bumped only when a write changes more.
+                if touches_several_keys(write) {
+                    self.tx_put_record(sessions, session, &mut record)?;
+                }
+                Ok(())
+            });
+        self.tx(result)
+    }
+
+    /// Changes the session record in one transaction.
+    fn update_record(&self, session: &str, change: impl Fn(&mut Record)) -> Result<()> {
+        let result = self.trees.sessions.transaction(|sessions| {
+            let mut record = self.tx_record(sessions, session)?;
+            change(&mut record);
+            self.tx_put_record(sessions, session, &mut record)
+        });
+        self.tx(result)
+    }
 }
 
-/// The writes that make up `data` under a fresh generation, with the peer
-/// table built by [`PeerTable`] so ownership conflicts inside `data` resolve
-/// exactly as in the reference store.
-fn data_writes(data: &SessionData) -> Result<(Staged, u64)> {
+/// Whether an update-state write changes more than one key (the state row
+/// and channel rows, or several channels).
+fn touches_several_keys(write: &UpdateStateWrite) -> bool {
+    match write.channels {
+        ChannelsWrite::Keep => false,
+        ChannelsWrite::Set { .. } | ChannelsWrite::Remove { .. } => write.sets_fields(),
+        ChannelsWrite::Replace(_) => true,
+    }
+}
+
+/// What an import or a copy writes into the session record.
+struct Replacement {
+    /// The new header; its times are set by [`import_times`].
+    header: SessionHeader,
+    peer_count: u64,
+    /// Whether an existing session may be replaced (else `AlreadyExists`).
+    may_replace: bool,
+    now_ms: i64,
+}
+
+impl Replacement {
+    /// The record of `session` pointing at `generation`, given the record
+    /// stored now.
+    fn record(&self, session: &str, existing: Option<&Record>, generation: u64) -> Result<Record> {
+        if existing.is_some() && !self.may_replace {
+            return Err(Error::session_exists(session));
+        }
+        let (created_at_ms, updated_at_ms) = import_times(
+            existing.map(|r| (r.header.created_at_ms, r.header.updated_at_ms)),
+            self.now_ms,
+        );
+        Ok(Record {
+            generation,
+            revision: 0,
+            header: SessionHeader {
+                created_at_ms,
+                updated_at_ms,
+                ..self.header.clone()
+            },
+            peer_count: self.peer_count,
+        })
+    }
+}
+
+/// The writes that make up `data` (canonical, as core hands it over: no
+/// username or phone owned twice) and its number of peers.
+fn data_writes(data: &SessionData) -> (Staged, u64) {
     let mut writes = Vec::new();
     for dc in &data.dcs {
         writes.push((tree::DCS, flip_i32(dc.id).to_vec(), encode_dc(dc)));
@@ -771,13 +1059,8 @@ fn data_writes(data: &SessionData) -> Result<(Staged, u64)> {
             encode_channel_pts(*pts),
         ));
     }
-    let mut table = PeerTable::default();
     for peer in &data.peers {
-        codec::check_peer(peer).map_err(Error::invalid)?;
-        table.upsert(peer);
-    }
-    for peer in table.iter() {
-        let id = flip_i64(peer.id.marked());
+        let id = peer_suffix(peer.id);
         writes.push((tree::PEERS, id.to_vec(), encode_peer(peer)));
         for name in peer.username_keys() {
             writes.push((tree::USERNAMES, name.into_bytes(), id.to_vec()));
@@ -793,12 +1076,12 @@ fn data_writes(data: &SessionData) -> Result<(Staged, u64)> {
             encode_file(file),
         ));
     }
-    Ok((writes, table.len() as u64))
+    (writes, data.peers.len() as u64)
 }
 
 #[async_trait]
-impl SessionStore for SledStore {
-    fn backend_name(&self) -> &'static str {
+impl SessionBackend for SledStore {
+    fn name(&self) -> &'static str {
         BACKEND
     }
 
@@ -806,7 +1089,7 @@ impl SessionStore for SledStore {
         Capabilities::NONE
             .durable(true)
             .atomic_multi_key_writes(true)
-            .leases(true)
+            .leases(self.writable)
     }
 
     async fn list(&self) -> Result<Vec<String>> {
@@ -831,7 +1114,6 @@ impl SessionStore for SledStore {
     }
 
     async fn exists(&self, session: &str) -> Result<bool> {
-        check_name(session)?;
         tokio::task::coop::consume_budget().await;
         self.inner
             .trees
@@ -840,50 +1122,8 @@ impl SessionStore for SledStore {
             .map_err(|e| self.inner.sled(e))
     }
 
-    async fn create(&self, session: &str) -> Result<()> {
-        check_name(session)?;
-        let inner = &*self.inner;
-        let generation = inner.db.generate_id().map_err(|e| inner.sled(e))?;
-        let defaults = SessionData::default();
-        let now = now_ms();
-        let record = Record {
-            generation,
-            revision: 0,
-            home_dc: defaults.home_dc,
-            self_user: None,
-            api_id: None,
-            test_mode: false,
-            takeout_id: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            peer_count: 0,
-        };
-        let pre = prefix(session, generation);
-        let dcs: Vec<_> = defaults
-            .dcs
-            .iter()
-            .map(|dc| (key(&pre, &flip_i32(dc.id)), encode_dc(dc)))
-            .collect();
-        {
-            let _shared = inner.gate.read().await;
-            let result =
-                (&inner.trees.sessions, &inner.trees.dcs).transaction(|(sessions, dc_tree)| {
-                    if sessions.get(session.as_bytes())?.is_some() {
-                        return abort(Error::session_exists(session));
-                    }
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    for (k, v) in &dcs {
-                        dc_tree.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    Ok(())
-                });
-            inner.tx(result)?;
-        }
-        self.settle().await
-    }
-
     async fn delete(&self, session: &str) -> Result<bool> {
-        check_name(session)?;
+        self.check_writable()?;
         let session = session.to_owned();
         let existed = self
             .blocking(move |inner| {
@@ -900,79 +1140,20 @@ impl SessionStore for SledStore {
                 };
                 match inner.tx(result)? {
                     Some(generation) => {
-                        inner.collect(&prefix(&session, generation))?;
+                        inner.collect_generation(&prefix(&session, generation))?;
                         Ok(true)
                     }
                     None => Ok(false),
                 }
             })
             .await?;
-        self.settle().await?;
+        if existed {
+            self.settle().await?;
+        }
         Ok(existed)
     }
 
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        check_name(from)?;
-        check_name(to)?;
-        if !self.exists(from).await? {
-            return Err(Error::session_not_found(from));
-        }
-        if from == to {
-            return if overwrite {
-                Ok(())
-            } else {
-                Err(Error::session_exists(to))
-            };
-        }
-        if !overwrite && self.exists(to).await? {
-            return Err(Error::session_exists(to));
-        }
-        let (from, to) = (from.to_owned(), to.to_owned());
-        self.blocking(move |inner| {
-            // A stable copy of the source, then staging outside the gate.
-            let (source, writes) = {
-                let _exclusive = inner.gate.blocking_write();
-                let source = inner.record(&from)?;
-                let pre = prefix(&from, source.generation);
-                let mut writes = Vec::new();
-                for (name, tree) in inner.trees.data() {
-                    for (k, v) in inner.scan(tree, &pre)? {
-                        writes.push((name, k[pre.len()..].to_vec(), v.to_vec()));
-                    }
-                }
-                (source, writes)
-            };
-            let generation = inner.stage(&to, writes)?;
-            inner.publish(&to, generation, |existing| {
-                if existing.is_some() && !overwrite {
-                    return Err(Error::session_exists(&to));
-                }
-                let now = now_ms();
-                Ok(Record {
-                    generation,
-                    revision: 0,
-                    created_at_ms: now,
-                    updated_at_ms: now.max(source.updated_at_ms),
-                    ..source.clone()
-                })
-            })
-        })
-        .await?;
-        self.settle().await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.inner.flush().await?;
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            restrict_modes(&inner.path).map_err(|e| Error::backend(BACKEND, e))
-        })
-        .await
-        .map_err(join)?
-    }
-
     async fn export(&self, session: &str) -> Result<SessionData> {
-        check_name(session)?;
         let exclusive = Arc::clone(&self.inner.gate).write_owned().await;
         let session = session.to_owned();
         self.blocking(move |inner| {
@@ -982,44 +1163,88 @@ impl SessionStore for SledStore {
         .await
     }
 
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
-        check_name(session)?;
-        let (writes, peer_count) = data_writes(data)?;
-        let mut template = Record {
-            generation: 0,
-            revision: 0,
-            home_dc: data.home_dc,
-            self_user: data.self_user,
-            api_id: data.api_id,
-            test_mode: data.test_mode,
-            takeout_id: data.takeout_id,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+    async fn import(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let (writes, peer_count) = data_writes(data);
+        let replacement = Replacement {
+            header: SessionHeader::from_data(data, now_ms, now_ms),
             peer_count,
+            may_replace: mode == ImportMode::Replace,
+            now_ms,
         };
-        let session = session.to_owned();
-        self.blocking(move |inner| {
-            let generation = inner.stage(&session, writes)?;
-            template.generation = generation;
-            inner.publish(&session, generation, |existing| {
-                let now = now_ms();
-                Ok(Record {
-                    created_at_ms: existing.map_or(now, |r| r.created_at_ms),
-                    updated_at_ms: now,
-                    ..template.clone()
+        if writes.len() <= WRITE_AT_ONCE {
+            let _shared = self.inner.gate.read().await;
+            self.inner
+                .write_generation(session, writes, |existing, generation| {
+                    replacement.record(session, existing, generation)
+                })?;
+        } else {
+            let session = session.to_owned();
+            self.blocking(move |inner| {
+                inner.write_large_generation(&session, writes, |existing, generation| {
+                    replacement.record(&session, existing, generation)
                 })
             })
+            .await?;
+        }
+        self.settle().await
+    }
+
+    async fn copy(&self, from: &str, to: &str, overwrite: bool, now_ms: i64) -> Result<()> {
+        self.check_writable()?;
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.blocking(move |inner| {
+            // A stable copy of the source under the exclusive gate.
+            let (source, writes) = {
+                let _exclusive = inner.gate.blocking_write();
+                let source = inner.record(&from)?;
+                let pre = prefix(&from, source.generation);
+                let mut writes: Staged = Vec::new();
+                for (name, tree) in inner.trees.data() {
+                    for (k, v) in inner.scan(tree, &pre)? {
+                        writes.push((name, k[pre.len()..].to_vec(), v.to_vec()));
+                    }
+                }
+                (source, writes)
+            };
+            let replacement = Replacement {
+                header: source.header,
+                peer_count: source.peer_count,
+                may_replace: overwrite,
+                now_ms,
+            };
+            let decide = |existing: Option<&Record>, generation: u64| {
+                replacement.record(&to, existing, generation)
+            };
+            if writes.len() <= WRITE_AT_ONCE {
+                let _shared = inner.gate.blocking_read();
+                inner.write_generation(&to, writes, decide)
+            } else {
+                inner.write_large_generation(&to, writes, decide)
+            }
         })
         .await?;
         self.settle().await
     }
 
-    async fn home_dc(&self, session: &str) -> Result<i32> {
-        self.field(session, |r| r.home_dc).await
+    async fn header(&self, session: &str) -> Result<SessionHeader> {
+        Ok(self.record(session).await?.header)
     }
 
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
-        self.update_record(session, |r| r.home_dc = dc_id).await
+    async fn write_header(&self, session: &str, write: &HeaderWrite) -> Result<()> {
+        self.check_writable()?;
+        {
+            let _shared = self.inner.gate.read().await;
+            self.inner
+                .update_record(session, |record| record.header.apply(write))?;
+        }
+        self.settle().await
     }
 
     async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
@@ -1029,10 +1254,16 @@ impl SessionStore for SledStore {
         .await
     }
 
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
-        check_name(session)?;
+    async fn write_dc_option(
+        &self,
+        session: &str,
+        dc: &DcOption,
+        updated_at_ms: i64,
+    ) -> Result<()> {
+        self.check_writable()?;
         let inner = &*self.inner;
         let value = encode_dc(dc);
+        let moved = HeaderWrite::at(updated_at_ms);
         {
             let _shared = inner.gate.read().await;
             let result =
@@ -1040,54 +1271,19 @@ impl SessionStore for SledStore {
                     let mut record = inner.tx_record(sessions, session)?;
                     let pre = prefix(session, record.generation);
                     dcs.insert(key(&pre, &flip_i32(dc.id)), value.as_slice())?;
-                    record.updated_at_ms = now_ms().max(record.updated_at_ms);
-                    record.revision = record.revision.wrapping_add(1);
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    Ok(())
+                    record.header.apply(&moved);
+                    inner.tx_put_record(sessions, session, &mut record)
                 });
             inner.tx(result)?;
         }
         self.settle().await
     }
 
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
-        self.field(session, |r| r.self_user).await
-    }
-
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
-        self.update_record(session, |r| r.self_user = user).await
-    }
-
-    async fn metadata(&self, session: &str) -> Result<SessionMeta> {
-        self.field(session, |r| SessionMeta {
-            api_id: r.api_id,
-            test_mode: r.test_mode,
-            created_at_ms: r.created_at_ms,
-            updated_at_ms: r.updated_at_ms,
+    async fn home(&self, session: &str) -> Result<(SessionHeader, Vec<DcOption>)> {
+        self.read(session, |inner, r| {
+            Ok((r.header.clone(), inner.dcs(&prefix(session, r.generation))?))
         })
         .await
-    }
-
-    async fn set_metadata(
-        &self,
-        session: &str,
-        api_id: Option<i32>,
-        test_mode: bool,
-    ) -> Result<()> {
-        self.update_record(session, |r| {
-            r.api_id = api_id;
-            r.test_mode = test_mode;
-        })
-        .await
-    }
-
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
-        self.field(session, |r| r.takeout_id).await
-    }
-
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
-        self.update_record(session, |r| r.takeout_id = takeout_id)
-            .await
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
@@ -1097,112 +1293,26 @@ impl SessionStore for SledStore {
         .await
     }
 
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
-        check_name(session)?;
+    async fn write_update_state(&self, session: &str, write: &UpdateStateWrite) -> Result<()> {
+        self.check_writable()?;
         let inner = &*self.inner;
-        let t = &inner.trees;
-        match change {
-            UpdateStateChange::All(state) => {
-                // Replacing the channel table needs the keys stored now, which
-                // a transaction cannot scan for: hold every writer off instead.
-                let _exclusive = inner.gate.write().await;
-                let record = inner.record(session)?;
-                let pre = prefix(session, record.generation);
-                let stale: Vec<_> = t
-                    .channels
-                    .scan_prefix(&pre)
-                    .keys()
-                    .collect::<sled::Result<_>>()
-                    .map_err(|e| inner.sled(e))?;
-                let result =
-                    (&t.sessions, &t.state, &t.channels).transaction(|(sessions, st, channels)| {
-                        let mut current = inner.tx_record(sessions, session)?;
-                        if current.generation != record.generation {
-                            // Unreachable while the gate is held; refuse rather than mix generations.
-                            return abort(Error::backend(
-                                BACKEND,
-                                format!(
-                                    "session {session:?} was replaced during an update-state write"
-                                ),
-                            ));
-                        }
-                        for k in &stale {
-                            channels.remove(k)?;
-                        }
-                        for (id, pts) in &state.channels {
-                            channels.insert(key(&pre, &flip_i64(*id)), encode_channel_pts(*pts))?;
-                        }
-                        st.insert(pre.as_slice(), encode_state(state))?;
-                        current.revision = current.revision.wrapping_add(1);
-                        sessions.insert(session.as_bytes(), current.encode())?;
-                        Ok(())
-                    });
-                inner.tx(result)?;
-            }
-            UpdateStateChange::Channel { id, pts } => {
-                let _shared = inner.gate.read().await;
-                let result = (&t.sessions, &t.channels).transaction(|(sessions, channels)| {
-                    let mut record = inner.tx_record(sessions, session)?;
-                    let pre = prefix(session, record.generation);
-                    channels.insert(key(&pre, &flip_i64(*id)), encode_channel_pts(*pts))?;
-                    record.revision = record.revision.wrapping_add(1);
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    Ok(())
-                });
-                inner.tx(result)?;
-            }
-            UpdateStateChange::RemoveChannel { id } => {
-                let _shared = inner.gate.read().await;
-                let result = (&t.sessions, &t.channels).transaction(|(sessions, channels)| {
-                    let mut record = inner.tx_record(sessions, session)?;
-                    let pre = prefix(session, record.generation);
-                    channels.remove(key(&pre, &flip_i64(*id)))?;
-                    record.revision = record.revision.wrapping_add(1);
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    Ok(())
-                });
-                inner.tx(result)?;
-            }
-            UpdateStateChange::Primary { .. } | UpdateStateChange::Secondary { .. } => {
-                let _shared = inner.gate.read().await;
-                let result = (&t.sessions, &t.state).transaction(|(sessions, st)| {
-                    let mut record = inner.tx_record(sessions, session)?;
-                    let pre = prefix(session, record.generation);
-                    let mut state = match st.get(&pre)? {
-                        Some(bytes) => match decode_state(&bytes) {
-                            Ok(state) => state,
-                            Err(d) => return abort(inner.corrupt(tree::STATE, "state", d)),
-                        },
-                        None => UpdateState::default(),
-                    };
-                    state.apply(change);
-                    st.insert(pre.as_slice(), encode_state(&state))?;
-                    record.revision = record.revision.wrapping_add(1);
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    Ok(())
-                });
-                inner.tx(result)?;
-            }
-        }
-        self.settle().await
-    }
-
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
-        check_name(session)?;
-        for peer in peers {
-            codec::check_peer(peer).map_err(Error::invalid)?;
-        }
-        if peers.len() <= INLINE_PEER_BATCH {
-            let _shared = self.inner.gate.read().await;
-            self.inner.cache_peers(session, peers)?;
+        if matches!(write.channels, ChannelsWrite::Replace(_)) {
+            // Replacing the channel table needs the keys stored now, which
+            // a transaction cannot scan for: hold every writer off instead.
+            let _exclusive = inner.gate.write().await;
+            let record = inner.record(session)?;
+            let pre = prefix(session, record.generation);
+            let stale: Vec<IVec> = inner
+                .trees
+                .channels
+                .scan_prefix(&pre)
+                .keys()
+                .collect::<sled::Result<_>>()
+                .map_err(|e| inner.sled(e))?;
+            inner.write_update_state(session, write, Some((record.generation, &stale)))?;
         } else {
-            let shared = Arc::clone(&self.inner.gate).read_owned().await;
-            let (session, peers) = (session.to_owned(), peers.to_vec());
-            self.blocking(move |inner| {
-                let _shared = shared;
-                inner.cache_peers(&session, &peers)
-            })
-            .await?;
+            let _shared = inner.gate.read().await;
+            inner.write_update_state(session, write, None)?;
         }
         self.settle().await
     }
@@ -1215,15 +1325,14 @@ impl SessionStore for SledStore {
         .await
     }
 
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
-        let name = normalize_username(username);
+    async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
         self.read(session, |inner, r| {
             let pre = prefix(session, r.generation);
             inner.indexed_peer(
                 &inner.trees.usernames,
                 tree::USERNAMES,
                 &pre,
-                name.as_bytes(),
+                key.as_bytes(),
             )
         })
         .await
@@ -1238,7 +1347,32 @@ impl SessionStore for SledStore {
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
-        self.field(session, |r| r.peer_count).await
+        Ok(self.record(session).await?.peer_count)
+    }
+
+    async fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<()> {
+        self.check_writable()?;
+        if batch.is_empty() {
+            // Still a write to the session: a missing one is NotFound.
+            self.record(session).await?;
+            return Ok(());
+        }
+        let written = if batch.peers().len() <= INLINE_PEER_BATCH {
+            let _shared = self.inner.gate.read().await;
+            self.inner.cache_peers(session, batch)?
+        } else {
+            let shared = Arc::clone(&self.inner.gate).read_owned().await;
+            let (session, batch) = (session.to_owned(), batch.clone());
+            self.blocking(move |inner| {
+                let _shared = shared;
+                inner.cache_peers(&session, &batch)
+            })
+            .await?
+        };
+        if written {
+            self.settle().await?;
+        }
+        Ok(())
     }
 
     async fn sent_file(&self, session: &str, file_key: &SentFileKey) -> Result<Option<SentFile>> {
@@ -1260,7 +1394,7 @@ impl SessionStore for SledStore {
         file_key: &SentFileKey,
         file: &SentFile,
     ) -> Result<()> {
-        check_name(session)?;
+        self.check_writable()?;
         let inner = &*self.inner;
         let value = encode_file(file);
         {
@@ -1270,73 +1404,73 @@ impl SessionStore for SledStore {
                     let mut record = inner.tx_record(sessions, session)?;
                     let k = key(&prefix(session, record.generation), &file_suffix(file_key));
                     files.insert(k, value.as_slice())?;
-                    record.revision = record.revision.wrapping_add(1);
-                    sessions.insert(session.as_bytes(), record.encode())?;
-                    Ok(())
+                    inner.tx_put_record(sessions, session, &mut record)
                 });
             inner.tx(result)?;
         }
         self.settle().await
     }
 
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo> {
-        check_name(session)?;
-        validate_lease(owner, ttl)?;
+    async fn flush(&self) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        self.inner.flush().await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            restrict_modes(&inner.path)
+                .map_err(|e| io_error(&inner.path, "set private modes on", e))
+        })
+        .await
+        .map_err(join)?
+    }
+
+    async fn acquire_lease(&self, session: &str, request: &LeaseRequest) -> Result<LeaseInfo> {
+        self.check_writable()?;
         let inner = &*self.inner;
         let leases = &inner.trees.leases;
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let info = loop {
+        let granted = loop {
             let current = leases.get(session.as_bytes()).map_err(|e| inner.sled(e))?;
-            let now = now_ms();
-            if let Some(bytes) = &current {
-                let (holder, until_ms) = codec::decode_lease(bytes)
-                    .map_err(|d| inner.corrupt(tree::LEASES, format!("lease on {session:?}"), d))?;
-                if holder != owner && until_ms > now {
-                    return Err(Error::LeaseHeld {
-                        session: session.to_owned(),
-                        owner: holder,
-                        until_ms,
-                    });
-                }
-            }
-            let expires_at_ms = now.saturating_add(ttl_ms);
+            let stored = current
+                .as_ref()
+                .map(|bytes| decode_lease(session, bytes))
+                .transpose()
+                .map_err(|d| inner.corrupt(tree::LEASES, format!("lease on {session:?}"), d))?;
+            let granted = request.decide(session, stored.as_ref())?;
             let swapped = leases
                 .compare_and_swap(
                     session.as_bytes(),
                     current.as_ref(),
-                    Some(codec::encode_lease(owner, expires_at_ms)),
+                    Some(encode_lease(&granted.owner, granted.expires_at_ms)),
                 )
                 .map_err(|e| inner.sled(e))?;
             if swapped.is_ok() {
-                break LeaseInfo {
-                    session: session.to_owned(),
-                    owner: owner.to_owned(),
-                    expires_at_ms,
-                };
+                break granted;
             }
         };
         self.settle().await?;
-        Ok(info)
+        Ok(granted)
     }
 
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
-        check_name(session)?;
+    async fn release_lease(&self, session: &str, owner: &str, now_ms: i64) -> Result<bool> {
+        self.check_writable()?;
         let inner = &*self.inner;
         let leases = &inner.trees.leases;
         let live = loop {
             let Some(current) = leases.get(session.as_bytes()).map_err(|e| inner.sled(e))? else {
                 return Ok(false);
             };
-            let (holder, until_ms) = codec::decode_lease(&current)
+            let stored = decode_lease(session, &current)
                 .map_err(|d| inner.corrupt(tree::LEASES, format!("lease on {session:?}"), d))?;
-            if holder != owner {
-                return Ok(false);
+            let (remove, live) = decide_release(Some(&stored), owner, now_ms);
+            if !remove {
+                return Ok(live);
             }
             let swapped = leases
                 .compare_and_swap(session.as_bytes(), Some(&current), None::<&[u8]>)
                 .map_err(|e| inner.sled(e))?;
             if swapped.is_ok() {
-                break until_ms > now_ms();
+                break live;
             }
         };
         self.settle().await?;

@@ -1,13 +1,12 @@
-//! The shared conformance suite against `SledStore`.
+//! The shared conformance suite against `SledStore`, including the
+//! differential case against `MemoryStore`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use session_conformance::StoreFactory;
-use session_core::{Error, Result, SessionStore};
+use session_core::{Error, Result, Store};
 use session_sled::{META_TREE, SCHEMA_VERSION_KEY, SledStore};
 
 /// One temporary directory per factory; each namespace is a directory in it.
@@ -37,8 +36,7 @@ fn raw_open(path: &Path) -> Result<sled::Db> {
     loop {
         match sled::open(path) {
             Ok(db) => return Ok(db),
-            Err(e) if started.elapsed() < Duration::from_secs(5) => {
-                let _ = e;
+            Err(_) if started.elapsed() < Duration::from_secs(5) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(Error::backend("sled", e)),
@@ -46,7 +44,7 @@ fn raw_open(path: &Path) -> Result<sled::Db> {
     }
 }
 
-#[async_trait]
+#[session_conformance::async_trait]
 impl StoreFactory for SledFactory {
     async fn create_namespace(&self) -> Result<String> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -54,8 +52,8 @@ impl StoreFactory for SledFactory {
         Ok(path.to_string_lossy().into_owned())
     }
 
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>> {
-        Ok(Arc::new(SledStore::open(namespace).await?))
+    async fn open(&self, namespace: &str) -> Result<Store> {
+        Ok(Store::new(SledStore::open(namespace).await?))
     }
 
     async fn write_schema_version(&self, namespace: &str, version: i64) -> Result<()> {

@@ -4,17 +4,13 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::{
-    AuthKey, DcOption, Durability, Error, FileKind, Peer, PeerId, PeerKind, SelfUser, SentFile,
-    SentFileKey, SessionStore, SessionStoreExt, UpdateState, UpdateStateChange,
+    AuthKey, DcOption, Durability, Error, ErrorKind, FileKind, Peer, PeerId, PeerKind, SelfUser,
+    SentFile, SentFileKey, Store, UpdateState, UpdateStateChange, copy_between,
 };
-use session_sled::{
-    META_TREE, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SledOptions, SledStore, in_use_details,
-    is_in_use,
-};
+use session_sled::{META_TREE, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SledStore};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -44,12 +40,12 @@ fn raw_open(path: &Path) -> sled::Db {
     }
 }
 
-async fn open(path: &Path) -> Arc<dyn SessionStore> {
-    Arc::new(SledStore::open(path).await.expect("store opens"))
+async fn open(path: &Path) -> Store {
+    Store::new(SledStore::open(path).await.expect("store opens"))
 }
 
 /// Writes every kind of data the store keeps into session `name`.
-async fn fill(store: &Arc<dyn SessionStore>, name: &str) -> SentFileKey {
+async fn fill(store: &Store, name: &str) -> SentFileKey {
     let session = store.open(name).await.expect("session opens");
     session.set_home_dc(4).await.expect("home dc");
     session
@@ -205,11 +201,12 @@ async fn every_kind_of_data_survives_reopen() {
 #[tokio::test]
 async fn write_behind_data_survives_flush_and_reopen() {
     let dir = tempdir();
-    let options = SledOptions::default().durability(Durability::WriteBehind {
-        max_delay: Duration::from_millis(200),
-    });
-    let store: Arc<dyn SessionStore> = Arc::new(
-        SledStore::open_with(dir.path(), options)
+    let store = Store::new(
+        SledStore::builder(dir.path())
+            .durability(Durability::WriteBehind {
+                max_delay: Duration::from_millis(200),
+            })
+            .open()
             .await
             .expect("opens"),
     );
@@ -233,37 +230,42 @@ async fn write_behind_data_survives_flush_and_reopen() {
     assert_eq!(store.export("wb").await.expect("export"), before);
 }
 
+/// Issue 8 #8: two stores on one directory in one process share its
+/// database (sled allows one opener per directory), so a copy between two
+/// sessions of one store through two handles works. Before the registry the
+/// second open failed with "in use: this process has it open already".
 #[tokio::test]
-async fn a_second_open_in_this_process_is_in_use_until_the_first_is_dropped() {
+async fn two_stores_on_one_directory_share_it() {
     let dir = tempdir();
-    let first = SledStore::open(dir.path()).await.expect("opens");
-    first.create("s").await.expect("create");
-    let err = SledStore::open(dir.path()).await.expect_err("in use");
-    assert!(is_in_use(&err), "{err}");
-    let details = in_use_details(&err).expect("details");
-    assert!(details.by_this_process);
-    let message = err.to_string();
-    assert!(message.contains("in use"), "{message}");
-    assert!(
-        message.contains(
-            &dir.path()
-                .canonicalize()
-                .expect("path")
-                .display()
-                .to_string()
-        )
-    );
+    let first = open(dir.path()).await;
+    fill(&first, "a").await;
+    let second = open(dir.path()).await;
     // The same directory through another spelling of its path is the same store.
-    let dotted = dir.path().join(".");
-    assert!(is_in_use(
-        &SledStore::open(&dotted).await.expect_err("in use")
-    ));
-    drop(first);
+    let dotted = open(&dir.path().join(".")).await;
+    copy_between(&first, "a", &second, "b", false)
+        .await
+        .expect("copy between two handles of one store");
+    assert_eq!(
+        dotted.export("b").await.expect("b"),
+        first.export("a").await.expect("a")
+    );
+    // Writes through one handle are seen through the other at once.
+    second.set_home_dc("a", 5).await.expect("write");
+    assert_eq!(first.home_dc("a").await.expect("read"), 5);
+    // A second handle asking for another durability policy is refused, clearly.
+    let err = SledStore::builder(dir.path())
+        .durability(Durability::WriteBehind {
+            max_delay: Duration::from_millis(50),
+        })
+        .open()
+        .await
+        .expect_err("other durability");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("same durability"), "{err}");
+    drop((first, second, dotted));
     for _ in 0..20 {
-        let store = SledStore::open(dir.path())
-            .await
-            .expect("reopens after drop");
-        assert!(store.exists("s").await.expect("exists"));
+        let store = open(dir.path()).await;
+        assert!(store.exists("b").await.expect("exists"));
     }
 }
 
@@ -274,8 +276,9 @@ async fn directory_and_files_are_private() {
 
     let parent = tempdir();
     let path = parent.path().join("nested").join("store");
-    let store = SledStore::open(&path).await.expect("opens");
-    fill(&(Arc::new(store) as Arc<dyn SessionStore>), "s").await;
+    let store = open(&path).await;
+    fill(&store, "s").await;
+    drop(store);
     let check = |path: &Path| {
         let mut seen_files = 0;
         let mut stack = vec![path.to_owned()];
@@ -295,9 +298,8 @@ async fn directory_and_files_are_private() {
         }
         seen_files
     };
-    // The store was dropped by `fill`'s Arc going away; reopen and check
-    // what sled created, including the database and config files.
-    let store = SledStore::open(&path).await.expect("reopens");
+    // Reopen and check what sled created, including the database and config files.
+    let store = open(&path).await;
     assert!(check(&path) >= 2, "sled's files were not found");
     assert!(path.join("db").exists() && path.join("conf").exists());
     store.flush().await.expect("flush");
@@ -347,7 +349,7 @@ async fn newer_schema_is_refused_naming_the_directory() {
 }
 
 #[tokio::test]
-async fn bad_schema_values_and_foreign_databases_are_corrupt() {
+async fn bad_schema_values_are_corrupt_and_foreign_databases_refused() {
     for bad in [&0i64.to_be_bytes()[..], &[1, 2, 3][..]] {
         let dir = tempdir();
         drop(SledStore::open(dir.path()).await.expect("opens"));
@@ -369,20 +371,29 @@ async fn bad_schema_values_and_foreign_databases_are_corrupt() {
         db.flush().expect("flush");
     }
     match SledStore::open(dir.path()).await {
-        Err(Error::Corrupt { what, message, .. }) => {
+        Err(Error::InvalidInput { message }) => {
             assert!(
-                what.contains(
+                message.contains(
                     &dir.path()
                         .canonicalize()
                         .expect("path")
                         .display()
                         .to_string()
-                )
+                ),
+                "{message}"
             );
+            assert!(message.contains("not an mtsession store"), "{message}");
             assert!(message.contains("schema version"), "{message}");
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
     }
+    // The refusal wrote nothing into the foreign database: no meta tree.
+    let db = raw_open(dir.path());
+    assert!(
+        !db.tree_names()
+            .iter()
+            .any(|name| name.as_ref() == META_TREE.as_bytes())
+    );
 }
 
 async fn damage(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, Error) {
@@ -607,7 +618,7 @@ async fn concurrent_writers_and_exports_stay_consistent() {
     store.create("s").await.expect("create");
     let mut tasks = Vec::new();
     for writer in 0..8i64 {
-        let store = Arc::clone(&store);
+        let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let session = store.session("s").expect("handle");
             for round in 0..25i64 {
@@ -721,8 +732,10 @@ async fn leases_are_compare_and_set() {
             .expect("b does not hold it")
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
+    // A long TTL from here on, so that the lease is still live when it is
+    // released however slow the machine is.
     let taken = store
-        .acquire_lease("any", "b", ttl)
+        .acquire_lease("any", "b", Duration::from_secs(600))
         .await
         .expect("b after expiry");
     assert_eq!(taken.owner, "b");
@@ -733,4 +746,233 @@ async fn leases_are_compare_and_set() {
             .await
             .expect("already released")
     );
+}
+
+/// The stored layout of schema version 1, written key by key from the
+/// table in the crate docs (not with the store's own encoder), opens and
+/// reads back: data written by earlier builds stays readable.
+#[tokio::test]
+async fn schema_version_1_layout_written_by_hand_reads_back() {
+    fn flip64(v: i64) -> [u8; 8] {
+        ((v as u64) ^ (1 << 63)).to_be_bytes()
+    }
+    fn flip32(v: i32) -> [u8; 4] {
+        ((v as u32) ^ (1 << 31)).to_be_bytes()
+    }
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let dir = tempdir();
+    let generation: u64 = 77;
+    let mut p = vec![1u8, b's'];
+    p.extend_from_slice(&generation.to_be_bytes());
+    let k = |suffix: &[u8]| [p.as_slice(), suffix].concat();
+    {
+        let db = sled::open(dir.path()).expect("raw sled");
+        let tree = |name: &str| db.open_tree(name).expect("tree");
+        tree("meta")
+            .insert("schema_version", &1i64.to_be_bytes())
+            .expect("meta");
+        // The session record: format, generation, revision, home DC,
+        // flags (self user | bot | api_id | test mode | takeout), self id,
+        // api_id, takeout id, created, updated, peer count.
+        let mut record = vec![1u8];
+        record.extend_from_slice(&generation.to_be_bytes());
+        record.extend_from_slice(&3u64.to_be_bytes());
+        record.extend_from_slice(&4i32.to_be_bytes());
+        record.push(0b1_1111);
+        record.extend_from_slice(&1000i64.to_be_bytes());
+        record.extend_from_slice(&611_335i32.to_be_bytes());
+        record.extend_from_slice(&(-99i64).to_be_bytes());
+        record.extend_from_slice(&1_000i64.to_be_bytes());
+        record.extend_from_slice(&2_000i64.to_be_bytes());
+        record.extend_from_slice(&1u64.to_be_bytes());
+        tree("sessions").insert("s", record).expect("record");
+        // DC 4: IPv4 and a key.
+        let mut dc = vec![1u8, 0b101, 10, 0, 0, 4];
+        dc.extend_from_slice(&443u16.to_be_bytes());
+        dc.extend_from_slice(&[0x42; 256]);
+        tree("dcs").insert(k(&flip32(4)), dc).expect("dc");
+        let mut state = vec![1u8];
+        for v in [10i32, 20, 30, 40] {
+            state.extend_from_slice(&v.to_be_bytes());
+        }
+        tree("state").insert(k(&[]), state).expect("state");
+        let mut pts = vec![1u8];
+        pts.extend_from_slice(&50i32.to_be_bytes());
+        tree("channels")
+            .insert(k(&flip64(5)), pts)
+            .expect("channel");
+        // Peer 7: kind (user = 1), full hash, one username, phone.
+        let mut peer = vec![1u8, 0b1_1011, 1];
+        peer.extend_from_slice(&70i64.to_be_bytes());
+        peer.extend_from_slice(&1u32.to_be_bytes());
+        text(&mut peer, "Seven");
+        text(&mut peer, "79");
+        tree("peers").insert(k(&flip64(7)), peer).expect("peer");
+        tree("uname_idx")
+            .insert(k(b"seven"), &flip64(7))
+            .expect("username");
+        tree("phone_idx")
+            .insert(k(b"79"), &flip64(7))
+            .expect("phone");
+        let mut file_key = vec![9u8; 16];
+        file_key.extend_from_slice(&flip64(1234));
+        file_key.push(1);
+        let mut file = vec![1u8];
+        file.extend_from_slice(&77i64.to_be_bytes());
+        file.extend_from_slice(&(-77i64).to_be_bytes());
+        tree("files").insert(k(&file_key), file).expect("file");
+        db.flush().expect("flush");
+    }
+    let store = open(dir.path()).await;
+    let data = store.export("s").await.expect("export");
+    let expected = session_core::SessionData {
+        home_dc: 4,
+        dcs: vec![DcOption {
+            id: 4,
+            ipv4: Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 4), 443)),
+            ipv6: None,
+            auth_key: Some(AuthKey::new([0x42; 256])),
+        }],
+        self_user: Some(SelfUser {
+            id: 1000,
+            is_bot: true,
+        }),
+        api_id: Some(611_335),
+        test_mode: true,
+        takeout_id: Some(-99),
+        update_state: UpdateState {
+            pts: 10,
+            qts: 20,
+            date: 30,
+            seq: 40,
+            channels: BTreeMap::from([(5, 50)]),
+        },
+        peers: vec![
+            Peer::new(user(7))
+                .with_kind(PeerKind::User)
+                .with_hash(70)
+                .with_username("Seven")
+                .with_phone("79"),
+        ],
+        sent_files: vec![(
+            SentFileKey {
+                md5: [9; 16],
+                size: 1234,
+                kind: FileKind::Photo,
+            },
+            SentFile {
+                id: 77,
+                access_hash: -77,
+            },
+        )],
+    };
+    assert_eq!(data, expected);
+    let meta = store.metadata("s").await.expect("metadata");
+    assert_eq!((meta.created_at_ms, meta.updated_at_ms), (1_000, 2_000));
+    assert_eq!(store.peer_count("s").await.expect("count"), 1);
+    let session = store.session("s").expect("handle");
+    assert_eq!(
+        session
+            .peer_by_username("@SEVEN")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(user(7))
+    );
+    assert_eq!(
+        session
+            .peer_by_phone("+7 9")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(user(7))
+    );
+    // Written through the store, it moves on from there.
+    session
+        .cache_peer(&Peer::new(user(8)).with_username("seven"))
+        .await
+        .expect("write");
+    assert_eq!(
+        session
+            .peer_by_username("seven")
+            .await
+            .expect("lookup")
+            .map(|p| p.id),
+        Some(user(8))
+    );
+}
+
+/// Issue 8 #2 for sled: create-only imports race to one winner, for small
+/// imports (one transaction) and large ones (staged, then published); the
+/// losers get `AlreadyExists` and leave no keys behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_create_only_imports_have_one_winner() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    for (name, peers) in [("small", 10), ("large", 2_000)] {
+        let mut tasks = Vec::new();
+        for racer in 1..=6i64 {
+            let store = store.clone();
+            let mut data = session_core::SessionData {
+                self_user: Some(SelfUser {
+                    id: racer,
+                    is_bot: false,
+                }),
+                ..Default::default()
+            };
+            data.peers = (1..=peers)
+                .map(|i| {
+                    Peer::new(user(i))
+                        .with_hash(racer)
+                        .with_username(format!("n{i}"))
+                })
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                (racer, store.import_new(name, &data).await)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (racer, result) = task.await.expect("task");
+            match result {
+                Ok(()) => winners.push(racer),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{name}: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{name}: winners {winners:?}");
+        let data = store.export(name).await.expect("export");
+        assert_eq!(data.self_user.map(|u| u.id), Some(winners[0]), "{name}");
+        assert!(
+            data.peers
+                .iter()
+                .all(|p| p.access_hash.map(|h| h.value) == Some(winners[0]))
+        );
+        assert_eq!(store.peer_count(name).await.expect("count"), peers as u64);
+    }
+    drop(store);
+    // Only the winners' generations are left.
+    let db = raw_open(dir.path());
+    let keys = data_keys(&db);
+    let sessions = db.open_tree("sessions").expect("sessions");
+    assert_eq!(sessions.len(), 2);
+    for name in ["small", "large"] {
+        let prefix = session_prefix(name);
+        let mut generations: Vec<_> = keys
+            .iter()
+            .filter(|(_, k)| k.starts_with(&prefix))
+            .map(|(_, k)| k[prefix.len()..prefix.len() + 8].to_vec())
+            .collect();
+        generations.sort();
+        generations.dedup();
+        assert_eq!(
+            generations.len(),
+            1,
+            "{name}: {} generations",
+            generations.len()
+        );
+    }
+    assert!(db.open_tree("trash").expect("trash").is_empty());
 }
