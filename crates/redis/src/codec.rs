@@ -3,8 +3,8 @@
 //! - DC options: binary, `flags u8` then, when flagged, IPv4 (4 address bytes,
 //!   u16 port), IPv6 (16 address bytes, u16 port, u32 flowinfo, u32 scope id)
 //!   and the 256-byte key; integers big-endian. Flags: 1 IPv4, 2 IPv6, 4 key.
-//! - Peers: a small JSON object the Lua merge script can read and rewrite.
-//!   Every 64-bit number is a decimal *string* (Lua numbers are doubles).
+//! - Peers: a small JSON object. Every 64-bit number is a decimal *string*,
+//!   so Lua scripts (which see doubles) never round one.
 //! - Sent files: field = md5 (16) | size (i64 BE) | kind (u8); value = id
 //!   (i64 BE) | access hash (i64 BE).
 //! - Everything else: decimal text.
@@ -13,7 +13,6 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
-use session_core::model::normalize_username;
 use session_core::{
     AccessHash, AuthKey, DcOption, Error, FileKind, Peer, PeerId, PeerKind, Result, SentFile,
     SentFileKey,
@@ -209,10 +208,10 @@ pub(crate) fn parse_opt<T: FromStr>(
     text.map(|t| parse_num(key, field, t)).transpose()
 }
 
-/// Encodes a peer as the JSON object the Lua merge script expects:
-/// `i` marked id, `t` kind code, `h` hash, `m` min flag, `u` usernames,
-/// `k` their lookup keys, `p` phone, `n` name, `s` last seen. Unknown
-/// fields are left out.
+/// Encodes a peer as a JSON object: `i` marked id, `t` kind code, `h` hash,
+/// `m` min flag, `u` usernames, `k` their lookup keys (what the index holds;
+/// kept for readers of schema version 1 that merge in Lua), `p` phone, `n`
+/// name, `s` last seen. Unknown fields are left out.
 pub(crate) fn encode_peer(peer: &Peer) -> String {
     let mut m = Map::new();
     m.insert("i".into(), Value::String(peer.id.marked().to_string()));
@@ -230,9 +229,9 @@ pub(crate) fn encode_peer(peer: &Peer) -> String {
         );
         m.insert(
             "k".into(),
-            names
-                .iter()
-                .map(|n| Value::String(normalize_username(n)))
+            peer.username_keys()
+                .into_iter()
+                .map(Value::String)
                 .collect(),
         );
     }
@@ -248,7 +247,8 @@ pub(crate) fn encode_peer(peer: &Peer) -> String {
     Value::Object(m).to_string()
 }
 
-/// Decodes a peer record written by [`encode_peer`] or by the merge script.
+/// Decodes a peer record written by [`encode_peer`] or by an earlier
+/// version's Lua merge script (which writes an empty list as `{}`).
 pub(crate) fn decode_peer(key: &str, raw: &[u8]) -> Result<Peer> {
     let bad = |message: String| corrupt(key, message);
     let value: Value = serde_json::from_slice(raw).map_err(|e| Error::Corrupt {

@@ -3,10 +3,19 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod driver;
 mod error;
 mod keys;
+mod link;
+mod open;
+mod peers;
 mod scripts;
 mod store;
 
+pub use driver::RedisDriver;
 pub use error::redact_url;
-pub use store::{DEFAULT_PREFIX, MAX_PREFIX_LEN, RedisStore, RedisStoreBuilder, SCHEMA_VERSION};
+pub use open::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, ENGINE_OPTIONS,
+    MAX_PREFIX_LEN, RedisStoreBuilder, SCHEMES, STORE_OPTIONS,
+};
+pub use store::{RedisStore, SCHEMA_VERSION};

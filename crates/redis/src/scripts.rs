@@ -1,20 +1,45 @@
 //! The Lua scripts. Each runs atomically on the server; `redis::Script`
 //! sends them by SHA-1 (`EVALSHA`) and loads them again after a server
-//! restart. Session keys are passed in `keys::SESSION_SUFFIXES` order.
+//! restart.
+//!
+//! The scripts persist; they decide nothing that core decides. Two places
+//! keep an engine-native form of a core rule, each proven equal to core by a
+//! test in `tests/backend.rs`: [`WRITE`] moves `updated` forward as
+//! `SessionHeader::apply` does (the larger of the stored time and the
+//! write's), and every session-level write checks that the session exists.
+//! Peer writes are planned by `PeerBatch::plan` in Rust; [`PEER_APPLY`]
+//! only applies the plan, after checking that what the plan was computed
+//! from is unchanged.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+/// `int_greater(a, b)`: whether decimal integer text `a` is larger than
+/// `b`, exactly for every i64 (Lua numbers are doubles, which are not).
+const INT_GREATER: &str = r"
+local function int_greater(a, b)
+  local an, bn = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if an ~= bn then return bn end
+  local ad = an and string.sub(a, 2) or a
+  local bd = bn and string.sub(b, 2) or b
+  if ad == bd then return false end
+  local gt
+  if #ad ~= #bd then gt = #ad > #bd else gt = ad > bd end
+  if an then return not gt end
+  return gt
+end
+";
+
 /// Guarded hash writes on one session.
 ///
-/// KEYS[1]: meta (must exist, else returns 0); KEYS[2..]: hashes to change.
-/// ARGV[1]: now in ms, or '' to leave `updated` alone; then for each
-/// KEYS[i >= 2]: clear ('1' deletes the hash first), n_del, fields...,
-/// n_set, field, value, ...
+/// KEYS[1]: meta (must exist, else returns 0); KEYS[2..]: hashes to change
+/// (meta may be one of them). ARGV[1]: the write's time in ms, or '' to
+/// leave `updated` alone; then for each KEYS[i >= 2]: clear ('1' deletes the
+/// hash first), n_del, fields..., n_set, field, value, ...
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{INT_GREATER}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local a = 2
 for i = 2, #KEYS do
@@ -34,166 +59,233 @@ for i = 2, #KEYS do
   end
 end
 if ARGV[1] ~= '' then
-  local old = tonumber(redis.call('HGET', KEYS[1], 'updated') or '0') or 0
-  if tonumber(ARGV[1]) > old then redis.call('HSET', KEYS[1], 'updated', ARGV[1]) end
-end
-return 1
-",
-    )
-});
-
-/// Creates or replaces a whole session.
-///
-/// KEYS[1]: meta, KEYS[2]: the session index, KEYS[3..]: the session's other
-/// hashes. ARGV[1]: name, ARGV[2]: 'create' (returns 0 if the session
-/// exists) or 'import' (replaces it, keeping its creation time), ARGV[3]:
-/// now in ms; then for KEYS[1] and each KEYS[i >= 3]: n, field, value, ...
-pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if exists and ARGV[2] == 'create' then return 0 end
-local created = ARGV[3]
-if exists then created = redis.call('HGET', KEYS[1], 'created') or ARGV[3] end
-redis.call('DEL', KEYS[1])
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-local a = 4
-local function fill(key)
-  local n = tonumber(ARGV[a])
-  a = a + 1
-  local done = 0
-  while done < n do
-    local m = math.min(n - done, 256)
-    local args = {}
-    for _ = 1, m do
-      args[#args + 1] = ARGV[a]
-      args[#args + 1] = ARGV[a + 1]
-      a = a + 2
-    end
-    redis.call('HSET', key, unpack(args))
-    done = done + m
+  local old = redis.call('HGET', KEYS[1], 'updated') or '0'
+  if int_greater(ARGV[1], old) then
+    redis.call('HSET', KEYS[1], 'updated', ARGV[1])
   end
 end
-fill(KEYS[1])
-for i = 3, #KEYS do fill(KEYS[i]) end
-redis.call('HSET', KEYS[1], 'created', created, 'updated', ARGV[3])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
-",
-    )
+"
+    ))
 });
 
-/// Copies a session.
+/// Fills hashes from `n, field, value, ...` runs of ARGV, `HSET`ting at
+/// most 500 pairs per call straight from ARGV (Lua's `unpack` has a limit).
+const FILL: &str = r"
+local function fill(key, a)
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  while n > 0 do
+    local m = math.min(n, 500)
+    redis.call('HSET', key, unpack(ARGV, a, a + 2 * m - 1))
+    a = a + 2 * m
+    n = n - m
+  end
+  return a
+end
+";
+
+/// Checks what a replacing write expects of the target session's `meta`.
+/// ARGV[2]: 'absent' or 'present'; ARGV[3], ARGV[4]: the `created` and
+/// `updated` text expected when present. Returns nil when the expectation
+/// holds, else the reply to give: {0} (absent now) or {0, created, updated}.
+const EXPECT: &str = r"
+local function expect(meta)
+  if redis.call('EXISTS', meta) == 0 then
+    if ARGV[2] == 'absent' then return nil end
+    return {0}
+  end
+  local now = redis.call('HMGET', meta, 'created', 'updated')
+  local c, u = now[1] or '', now[2] or ''
+  if ARGV[2] == 'present' and c == ARGV[3] and u == ARGV[4] then return nil end
+  return {0, c, u}
+end
+";
+
+/// Writes a whole session, replacing what it held.
 ///
-/// KEYS[1..n]: source hashes (meta first), KEYS[n+1..2n]: target hashes
-/// (meta first), KEYS[2n+1]: the session index. ARGV[1]: target name,
-/// ARGV[2]: '1' to overwrite, ARGV[3]: now in ms, ARGV[4]: '1' when source
-/// and target are the same session. Returns -1 if the source is missing,
-/// -2 if the target exists and may not be overwritten, 1 otherwise.
+/// KEYS[1]: meta, KEYS[2]: the session index, KEYS[3]: the schema key,
+/// KEYS[4..]: the session's other hashes. ARGV[1]: name, ARGV[2..4]: what
+/// is expected of the session now (see `EXPECT`: 'absent', or 'present' with
+/// its `created` and `updated`), ARGV[5]: the schema version; then for
+/// KEYS[1] and each KEYS[i >= 4]: n, field, value, ... (the meta pairs carry
+/// the times core computed). Returns {1} when written, else what `EXPECT`
+/// found, writing nothing.
+pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{FILL}{EXPECT}
+local refused = expect(KEYS[1])
+if refused then return refused end
+redis.call('DEL', KEYS[1])
+for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+local a = fill(KEYS[1], 6)
+for i = 4, #KEYS do a = fill(KEYS[i], a) end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('SET', KEYS[3], ARGV[5], 'NX')
+return {{1}}
+"
+    ))
+});
+
+/// Copies a session inside the server.
+///
+/// KEYS[1..n]: source keys (meta first), KEYS[n+1..2n]: target keys (meta
+/// first), KEYS[2n+1]: the session index, KEYS[2n+2]: the schema key.
+/// ARGV[1]: target name, ARGV[2..4]: what is expected of the target (see
+/// `EXPECT`), ARGV[5], ARGV[6]: the target's `created` and `updated`,
+/// ARGV[7]: the schema version. Returns {-1} if the source is missing, {1}
+/// when copied, else what `EXPECT` found.
 pub(crate) static COPY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local n = (#KEYS - 1) / 2
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('EXISTS', KEYS[n + 1]) == 1 and ARGV[2] ~= '1' then return -2 end
-if ARGV[4] == '1' then return 1 end
+    Script::new(&format!(
+        r"{EXPECT}
+local n = (#KEYS - 2) / 2
+if redis.call('EXISTS', KEYS[1]) == 0 then return {{-1}} end
+local refused = expect(KEYS[n + 1])
+if refused then return refused end
 for i = 1, n do
   redis.call('DEL', KEYS[n + i])
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('COPY', KEYS[i], KEYS[n + i]) end
 end
-local meta = KEYS[n + 1]
-local old = tonumber(redis.call('HGET', meta, 'updated') or '0') or 0
-redis.call('HSET', meta, 'created', ARGV[3])
-if tonumber(ARGV[3]) > old then redis.call('HSET', meta, 'updated', ARGV[3]) end
-redis.call('ZADD', KEYS[#KEYS], 0, ARGV[1])
-return 1
-",
-    )
+redis.call('HSET', KEYS[n + 1], 'created', ARGV[5], 'updated', ARGV[6])
+redis.call('ZADD', KEYS[2 * n + 1], 0, ARGV[1])
+redis.call('SET', KEYS[2 * n + 2], ARGV[7], 'NX')
+return {{1}}
+"
+    ))
 });
 
-/// Merges a batch of peers, in order, with the rules of
-/// `session_core::PeerTable::upsert`, moving usernames and phones to their
-/// newest owner.
+/// Reads what a peer batch touches, and a digest of it.
 ///
-/// KEYS: meta, peers, uname, phone. ARGV: one JSON peer each (see
-/// `codec::encode_peer`). Returns 0 if the session is missing.
-pub(crate) static CACHE_PEERS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+/// The context is given in ARGV from `a` on as `n, ids..., n, username
+/// keys..., n, phones...`. It is the stored records of those ids, the
+/// owners of those keys and phones, and the records of owners that are not
+/// among the ids. `context(a, ...)` reads the first three and where the
+/// context ends in ARGV; `owners_apart` and `digest` derive the rest. The
+/// digest covers every value read, so a later script can tell whether any
+/// of it changed.
+const CONTEXT: &str = r"
+local function hmget(key, list, from, n)
+  if n == 0 then return {} end
+  if n <= 1000 then return redis.call('HMGET', key, unpack(list, from, from + n - 1)) end
+  local out = {}
+  local i = 0
+  while i < n do
+    local m = math.min(n - i, 1000)
+    local got = redis.call('HMGET', key, unpack(list, from + i, from + i + m - 1))
+    for j = 1, m do out[i + j] = got[j] end
+    i = i + m
+  end
+  return out
+end
+local function context(a, peers, unames, phones)
+  local ctx = {}
+  ctx.ids_at, ctx.ids_n = a + 1, tonumber(ARGV[a])
+  a = a + 1 + ctx.ids_n
+  local keys_at, keys_n = a + 1, tonumber(ARGV[a])
+  a = a + 1 + keys_n
+  local phones_at, phones_n = a + 1, tonumber(ARGV[a])
+  a = a + 1 + phones_n
+  ctx.peers = peers
+  ctx.rows = hmget(peers, ARGV, ctx.ids_at, ctx.ids_n)
+  ctx.key_owners = hmget(unames, ARGV, keys_at, keys_n)
+  ctx.phone_owners = hmget(phones, ARGV, phones_at, phones_n)
+  return ctx, a
+end
+local function owners_apart(ctx)
+  if ctx.extra then return end
+  local seen, extra = {}, {}
+  for i = ctx.ids_at, ctx.ids_at + ctx.ids_n - 1 do seen[ARGV[i]] = true end
+  for _, list in ipairs({ctx.key_owners, ctx.phone_owners}) do
+    for i = 1, #list do
+      local owner = list[i]
+      if owner and not seen[owner] then
+        seen[owner] = true
+        extra[#extra + 1] = owner
+      end
+    end
+  end
+  ctx.extra = extra
+  ctx.extra_rows = hmget(ctx.peers, extra, 1, #extra)
+end
+local function digest(ctx)
+  owners_apart(ctx)
+  local parts = {}
+  for _, list in ipairs({ctx.rows, ctx.key_owners, ctx.phone_owners, ctx.extra, ctx.extra_rows}) do
+    parts[#parts + 1] = tostring(#list)
+    for i = 1, #list do
+      local v = list[i]
+      if v then parts[#parts + 1] = #v .. ':' .. v else parts[#parts + 1] = '-' end
+    end
+  end
+  return redis.sha1hex(table.concat(parts, ','))
+end
+local function any_stored(ctx)
+  for _, list in ipairs({ctx.rows, ctx.key_owners, ctx.phone_owners}) do
+    for i = 1, #list do
+      if list[i] then return true end
+    end
+  end
+  return false
+end
+";
+
+/// Loads the context of a peer batch.
+///
+/// KEYS: meta, peers, uname, phone. ARGV: the context (see `CONTEXT`).
+/// Returns {0} if the session is missing, else {1, digest, records of the
+/// ids, records of the other owners} (a missing record is nil).
+pub(crate) static PEER_CONTEXT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{CONTEXT}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {{0}} end
+local ctx = context(1, KEYS[2], KEYS[3], KEYS[4])
+local sum = digest(ctx)
+return {{1, sum, ctx.rows, ctx.extra_rows}}
+"
+    ))
+});
+
+/// Applies a `PeerPlan` if its context is what the plan was computed from.
+///
+/// KEYS: meta, peers, uname, phone. ARGV[1]: the digest `PEER_CONTEXT`
+/// answered, or '' for a plan computed from an empty context (none of the
+/// ids stored, none of the keys and phones owned); then the context; then
+/// the plan: n, (username key, id)... removed; n, (phone, id)... removed; n,
+/// (id, record)... rows; n, (username key, id)... added; n, (phone, id)...
+/// added. Removed entries are deleted only while they still name that id.
+/// Returns 0 if the session is missing, 1 when applied, and otherwise,
+/// writing nothing, the context as it is now: {digest, records of the ids,
+/// records of the other owners} (as `PEER_CONTEXT` answers), when a plan
+/// that assumed an empty context met one that is not, or the digest of the
+/// context changed.
+pub(crate) static PEER_APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{CONTEXT}{FILL}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local peers, unames, phones = KEYS[2], KEYS[3], KEYS[4]
-local function list(t)
-  if type(t) == 'table' then return t end
-  return {}
+local ctx, a = context(2, KEYS[2], KEYS[3], KEYS[4])
+local moved = false
+if ARGV[1] == '' then
+  moved = any_stored(ctx)
+else
+  moved = digest(ctx) ~= ARGV[1]
 end
-local function drop_username(owner, key)
-  local raw = redis.call('HGET', peers, owner)
-  if not raw then return end
-  local o = cjson.decode(raw)
-  if type(o.u) ~= 'table' then return end
-  local keys = list(o.k)
-  local u, k = {}, {}
-  for i, name in ipairs(o.u) do
-    if keys[i] ~= key then
-      u[#u + 1] = name
-      k[#k + 1] = keys[i]
+if moved then return {{digest(ctx), ctx.rows, ctx.extra_rows}} end
+for _, index in ipairs({{KEYS[3], KEYS[4]}}) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    if redis.call('HGET', index, ARGV[a]) == ARGV[a + 1] then
+      redis.call('HDEL', index, ARGV[a])
     end
+    a = a + 2
   end
-  o.u = u
-  o.k = k
-  redis.call('HSET', peers, owner, cjson.encode(o))
 end
-local function drop_phone(owner)
-  local raw = redis.call('HGET', peers, owner)
-  if not raw then return end
-  local o = cjson.decode(raw)
-  o.p = nil
-  redis.call('HSET', peers, owner, cjson.encode(o))
-end
-for i = 1, #ARGV do
-  local p = cjson.decode(ARGV[i])
-  local id = p.i
-  local m = p
-  local old_keys, old_phone = {}, nil
-  local raw = redis.call('HGET', peers, id)
-  if raw then
-    m = cjson.decode(raw)
-    old_keys = list(m.k)
-    old_phone = m.p
-    if p.t ~= nil then m.t = p.t end
-    if p.h ~= nil and not (p.m == true and m.h ~= nil and m.m ~= true) then
-      m.h = p.h
-      m.m = p.m
-    end
-    if p.u ~= nil then
-      m.u = p.u
-      m.k = p.k
-    end
-    if p.p ~= nil then m.p = p.p end
-    if p.n ~= nil then m.n = p.n end
-    if p.s ~= nil then m.s = p.s end
-  end
-  for _, key in ipairs(old_keys) do
-    if redis.call('HGET', unames, key) == id then redis.call('HDEL', unames, key) end
-  end
-  if old_phone ~= nil and redis.call('HGET', phones, old_phone) == id then
-    redis.call('HDEL', phones, old_phone)
-  end
-  for _, key in ipairs(list(m.k)) do
-    local prev = redis.call('HGET', unames, key)
-    redis.call('HSET', unames, key, id)
-    if prev and prev ~= id then drop_username(prev, key) end
-  end
-  if m.p ~= nil then
-    local prev = redis.call('HGET', phones, m.p)
-    redis.call('HSET', phones, m.p, id)
-    if prev and prev ~= id then drop_phone(prev) end
-  end
-  redis.call('HSET', peers, id, cjson.encode(m))
-end
+a = fill(KEYS[2], a)
+a = fill(KEYS[3], a)
+fill(KEYS[4], a)
 return 1
-",
-    )
+"
+    ))
 });
 
 /// Looks a peer up through an index hash.
@@ -214,42 +306,22 @@ return {1, raw}
     )
 });
 
-/// Takes or renews a lease. The value is `{expires_ms}:{owner}` with a
-/// matching `PX` expiry.
+/// Compare-and-set of a lease value.
 ///
-/// KEYS[1]: lease key. ARGV[1]: owner, ARGV[2]: TTL in ms, ARGV[3]: expiry
-/// in ms since the epoch. Returns {1} when taken, {0, owner, expires_ms}
-/// when another owner holds it.
-pub(crate) static ACQUIRE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS[1]: the lease key. ARGV[1]: the value expected now ('' for none),
+/// ARGV[2]: the value to store ('' deletes the key), ARGV[3]: its expiry in
+/// ms. Returns {1} when done, {0, value now} (writing nothing) otherwise.
+pub(crate) static LEASE_SWAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local sep = string.find(cur, ':', 1, true)
-  if sep then
-    local owner = string.sub(cur, sep + 1)
-    if owner ~= ARGV[1] then return {0, owner, string.sub(cur, 1, sep - 1)} end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[3] .. ':' .. ARGV[1], 'PX', ARGV[2])
-return {1}
-",
-    )
-});
-
-/// Releases a lease held by ARGV[1]. Returns 1 if it was held by that
-/// owner (and live), 0 otherwise.
-pub(crate) static RELEASE_LEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local sep = string.find(cur, ':', 1, true)
-if sep and string.sub(cur, sep + 1) == ARGV[1] then
+local now = redis.call('GET', KEYS[1]) or ''
+if now ~= ARGV[1] then return {0, now} end
+if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
-  return 1
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
-return 0
+return {1}
 ",
     )
 });
@@ -277,14 +349,16 @@ pub(crate) static READ_FIELDS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local n = #ARGV
+if n == 0 then return {1, {}} end
+if n <= 1000 then return {1, redis.call('HMGET', KEYS[2], unpack(ARGV))} end
 local values = {}
-local i = 1
-while i <= #ARGV do
-  local chunk = {}
-  for j = i, math.min(i + 999, #ARGV) do chunk[#chunk + 1] = ARGV[j] end
-  local got = redis.call('HMGET', KEYS[2], unpack(chunk))
-  for j = 1, #chunk do values[#values + 1] = got[j] end
-  i = i + #chunk
+local i = 0
+while i < n do
+  local m = math.min(n - i, 1000)
+  local got = redis.call('HMGET', KEYS[2], unpack(ARGV, i + 1, i + m))
+  for j = 1, m do values[i + j] = got[j] end
+  i = i + m
 end
 return {1, values}
 ",

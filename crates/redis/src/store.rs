@@ -1,39 +1,33 @@
-//! [`RedisStore`] and its builder.
+//! [`RedisStore`]: the persistence primitives of [`SessionBackend`] on Redis.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, RedisError, TlsCertificates, Value};
-use session_core::lease::{now_ms, validate_lease};
-use session_core::model::{normalize_username, validate_session_name};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ScriptInvocation, Value};
+use session_core::backend::{decide_release, import_times};
 use session_core::{
-    Capabilities, DcOption, Error, LeaseInfo, Peer, PeerId, PeerTable, Result, SelfUser, SentFile,
-    SentFileKey, SessionData, SessionMeta, SessionStore, UpdateState, UpdateStateChange,
+    Capabilities, ChannelsWrite, DcOption, Error, HeaderWrite, ImportMode, LeaseInfo, LeaseRequest,
+    OpenMode, Peer, PeerBatch, PeerId, Result, SelfUser, SentFile, SentFileKey, SessionBackend,
+    SessionData, SessionHeader, UpdateState, UpdateStateWrite,
 };
 
 use crate::codec::{
     decode_dc, decode_file, decode_file_key, decode_peer, encode_dc, encode_file, encode_file_key,
     encode_peer, parse_num, parse_opt,
 };
-use crate::error::{BACKEND, corrupt, map_err, redact_url};
+use crate::error::{Access, BACKEND, Place, call_error, connect_error, corrupt};
 use crate::keys::{CHANNELS, DCS, FILES, Keys, META, PEERS, PHONE, STATE, UNAME};
+use crate::link::{Link, Live};
 use crate::scripts;
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// The prefix used when none is given.
-pub const DEFAULT_PREFIX: &str = "mtsession";
-
-/// The longest prefix accepted, in bytes.
-pub const MAX_PREFIX_LEN: usize = 200;
-
 /// Field names of the `meta` hash.
-mod field {
+pub(crate) mod field {
     pub(crate) const HOME_DC: &str = "home_dc";
     pub(crate) const SELF_ID: &str = "self_id";
     pub(crate) const SELF_BOT: &str = "self_bot";
@@ -44,7 +38,21 @@ mod field {
     pub(crate) const UPDATED: &str = "updated";
 }
 
+/// How many times a write that found its inputs changed under it (a peer
+/// batch whose context moved, an import racing another, a lease taken
+/// meanwhile) is computed again before the call gives up with
+/// [`Error::Busy`].
+pub(crate) const MAX_ATTEMPTS: u32 = 64;
+
 type Bytes = Vec<u8>;
+
+fn bytes(text: impl AsRef<[u8]>) -> Bytes {
+    text.as_ref().to_vec()
+}
+
+fn decimal(n: impl ToString) -> Bytes {
+    n.to_string().into_bytes()
+}
 
 /// One hash changed by the [`scripts::WRITE`] script.
 struct HashWrite {
@@ -55,261 +63,156 @@ struct HashWrite {
 }
 
 impl HashWrite {
-    fn set(which: usize, set: Vec<(Bytes, Bytes)>) -> Self {
+    fn new(which: usize) -> Self {
         HashWrite {
             which,
             clear: false,
             del: Vec::new(),
-            set,
+            set: Vec::new(),
+        }
+    }
+
+    fn set(mut self, field: impl AsRef<[u8]>, value: Bytes) -> Self {
+        self.set.push((bytes(field), value));
+        self
+    }
+
+    /// Sets `field` to `value`, or deletes it when `value` is `None`.
+    fn set_or_delete(&mut self, field: &str, value: Option<Bytes>) {
+        match value {
+            Some(v) => self.set.push((bytes(field), v)),
+            None => self.del.push(bytes(field)),
         }
     }
 }
 
-fn b(text: impl AsRef<[u8]>) -> Bytes {
-    text.as_ref().to_vec()
+/// What the store knows about itself: where it is, under which prefix, and
+/// whether it may write.
+pub(crate) struct Inner {
+    pub(crate) link: Arc<Link>,
+    pub(crate) keys: Keys,
+    pub(crate) place: Place,
+    pub(crate) mode: OpenMode,
 }
 
-fn num(n: impl ToString) -> Bytes {
-    n.to_string().into_bytes()
-}
-
-/// Sets `field` to `value`, or deletes it when `value` is `None`.
-fn set_or_del(
-    field: &str,
-    value: Option<Bytes>,
-    set: &mut Vec<(Bytes, Bytes)>,
-    del: &mut Vec<Bytes>,
-) {
-    match value {
-        Some(v) => set.push((b(field), v)),
-        None => del.push(b(field)),
-    }
-}
-
-/// Builds a [`RedisStore`]: prefix, timeouts, reconnection and TLS roots.
-#[derive(Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    retries: usize,
-    root_cert: Option<Vec<u8>>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("url", &redact_url(&self.url))
-            .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("retries", &self.retries)
-            .field("root_cert", &self.root_cert.as_ref().map(|_| "set"))
-            .finish()
-    }
-}
-
-impl RedisStoreBuilder {
-    /// The key prefix (default [`DEFAULT_PREFIX`]); every key the store
-    /// touches starts with `{prefix}:`. 1 to [`MAX_PREFIX_LEN`] bytes.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long one connection attempt may take (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long the server may take to answer one command (default 10 s).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// How many times one reconnection retries before the waiting calls
-    /// fail with [`Error::Unavailable`] (default 2, with 100 ms to 1 s of
-    /// backoff). The next call starts a new reconnection.
-    pub fn reconnect_retries(mut self, retries: usize) -> Self {
-        self.retries = retries;
-        self
-    }
-
-    /// Trusts this PEM root certificate (instead of the built-in web roots)
-    /// for `rediss://` URLs, e.g. a private CA or a self-signed server.
-    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_cert = Some(pem.into());
-        self
-    }
-
-    /// Connects, checks the schema version under the prefix (recording
-    /// [`SCHEMA_VERSION`] if there is none) and returns the store.
-    ///
-    /// Fails with [`Error::InvalidInput`] for a bad URL or prefix,
-    /// [`Error::Unavailable`] when the server cannot be reached,
-    /// [`Error::UnsupportedSchemaVersion`] when a newer version wrote the
-    /// prefix, and [`Error::Backend`] otherwise (e.g. a wrong password).
-    /// No message shows the URL's password.
-    pub async fn open(self) -> Result<RedisStore> {
-        let shown = redact_url(&self.url);
-        if self.prefix.is_empty() || self.prefix.len() > MAX_PREFIX_LEN {
-            return Err(Error::invalid(format!(
-                "a Redis key prefix is 1 to {MAX_PREFIX_LEN} bytes, got {} bytes",
-                self.prefix.len()
-            )));
-        }
-        let bad_url = |e: RedisError| {
-            Error::invalid(format!(
-                "{shown} is not a usable Redis URL (expected redis://[user:password@]host[:port][/db] \
-                 or rediss://...): {e}"
-            ))
-        };
-        let info = self.url.as_str().into_connection_info().map_err(bad_url)?;
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            install_crypto_provider();
-        }
-        let client = match self.root_cert {
-            Some(pem) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                },
-            )
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "the TLS root certificate for {shown} could not be used \
-                     (expected a PEM certificate): {e}"
-                ))
-            })?,
-            None => Client::open(info).map_err(bad_url)?,
-        };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(self.retries)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| map_err(e, &shown))?;
-        let store = RedisStore {
-            conn,
-            keys: Keys::new(&self.prefix),
-            url: shown.into(),
-        };
-        store.check_schema().await?;
-        Ok(store)
-    }
-}
-
-/// Sessions in Redis, under a key prefix. See the crate docs for the key
-/// layout. Cheap to share behind an `Arc`; every call goes through one
-/// multiplexed, self-reconnecting connection.
+/// Sessions in Redis, under a key prefix: the [`SessionBackend`] of
+/// session-redis. Wrap it in a [`session_core::Store`] (or call
+/// [`BackendExt::open`](session_core::BackendExt::open)) to use it.
+///
+/// Cheap to clone; every clone shares one multiplexed connection, made when
+/// a call needs it and made again after it fails. See the crate docs for
+/// the key layout and what each error means.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    keys: Keys,
-    url: Arc<str>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.url)
-            .field("prefix", &self.keys.prefix())
+            .field("url", &self.inner.place.url)
+            .field("prefix", &self.inner.keys.prefix())
+            .field("mode", &self.inner.mode)
             .finish()
     }
 }
 
 impl RedisStore {
-    /// Opens a store at `url` (`redis://` or `rediss://`) with the default
-    /// prefix and timeouts.
-    pub async fn open(url: &str) -> Result<RedisStore> {
-        RedisStore::builder(url).open().await
-    }
-
-    /// A builder for a store at `url`.
-    pub fn builder(url: &str) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.to_owned(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(10),
-            retries: 2,
-            root_cert: None,
-        }
-    }
-
     /// The key prefix.
     pub fn prefix(&self) -> &str {
-        self.keys.prefix()
+        self.inner.keys.prefix()
     }
 
     /// The server URL with its password replaced by `***`.
     pub fn redacted_url(&self) -> &str {
-        &self.url
+        &self.inner.place.url
     }
 
-    fn con(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// How the store was opened.
+    pub fn mode(&self) -> OpenMode {
+        self.inner.mode
     }
 
-    fn err(&self, e: RedisError) -> Error {
-        map_err(e, &self.url)
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
-    fn key(&self, session: &str, which: usize) -> String {
-        self.keys.session(session, which)
+    pub(crate) fn key(&self, session: &str, which: usize) -> String {
+        self.inner.keys.session(session, which)
     }
 
-    async fn check_schema(&self) -> Result<()> {
-        let key = self.keys.schema();
-        // Not MULTI: the first command on a connection may be refused (e.g.
-        // NOAUTH), and a refused MULTI trips up the client library.
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(&key)
-            .arg(SCHEMA_VERSION)
-            .arg("NX")
-            .ignore();
-        pipe.cmd("GET").arg(&key);
-        let (found,): (Option<Bytes>,) = pipe
-            .query_async(&mut self.con())
+    /// Refuses writes on a store opened [`OpenMode::ReadOnly`].
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.inner.mode.writes() {
+            Ok(())
+        } else {
+            Err(Error::unsupported(
+                BACKEND,
+                "writes to a store opened read-only",
+            ))
+        }
+    }
+
+    async fn live(&self) -> Result<Live> {
+        self.inner
+            .link
+            .connection()
             .await
-            .map_err(|e| self.err(e))?;
-        let found =
-            found.ok_or_else(|| corrupt(&key, "the schema version vanished while opening"))?;
-        let version: i64 = parse_num(&key, "(value)", &found)?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::UnsupportedSchemaVersion {
-                what: format!("redis prefix {:?}", self.keys.prefix()),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < 1 {
-            return Err(corrupt(
-                &key,
-                format!("schema version {version}, expected 1 to {SCHEMA_VERSION}"),
-            ));
-        }
-        Ok(())
+            .map_err(|e| connect_error(e, &self.inner.place))
+    }
+
+    fn settle<T>(
+        &self,
+        generation: u64,
+        result: std::result::Result<T, RedisError>,
+        access: Access,
+    ) -> Result<T> {
+        result.map_err(|e| {
+            if e.is_unrecoverable_error() || (e.is_io_error() && !e.is_timeout()) {
+                self.inner.link.forget(generation);
+            }
+            call_error(e, &self.inner.place, access)
+        })
+    }
+
+    pub(crate) async fn query<T: FromRedisValue>(&self, access: Access, cmd: &Cmd) -> Result<T> {
+        let mut live = self.live().await?;
+        let result = cmd.query_async(&mut live.connection).await;
+        self.settle(live.generation, result, access)
+    }
+
+    pub(crate) async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        access: Access,
+        pipeline: &Pipeline,
+    ) -> Result<T> {
+        let mut live = self.live().await?;
+        let result = pipeline.query_async(&mut live.connection).await;
+        self.settle(live.generation, result, access)
+    }
+
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        access: Access,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut live = self.live().await?;
+        let result = invocation.invoke_async(&mut live.connection).await;
+        self.settle(live.generation, result, access)
     }
 
     /// Runs the guarded WRITE script; `NotFound` if the session is missing.
-    async fn write(&self, session: &str, touch: bool, writes: Vec<HashWrite>) -> Result<()> {
+    async fn write(
+        &self,
+        session: &str,
+        updated_at_ms: Option<i64>,
+        writes: &[HashWrite],
+    ) -> Result<()> {
+        self.writable()?;
         let mut inv = scripts::WRITE.prepare_invoke();
         inv.key(self.key(session, META));
-        inv.arg(if touch {
-            now_ms().to_string()
-        } else {
-            String::new()
-        });
-        for w in &writes {
+        inv.arg(updated_at_ms.map(|t| t.to_string()).unwrap_or_default());
+        for w in writes {
             inv.key(self.key(session, w.which));
             inv.arg(if w.clear { "1" } else { "0" });
             inv.arg(w.del.len());
@@ -321,10 +224,7 @@ impl RedisStore {
                 inv.arg(f.as_slice()).arg(v.as_slice());
             }
         }
-        let done: i64 = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        let done: i64 = self.invoke(Access::Write, &inv).await?;
         if done == 1 {
             Ok(())
         } else {
@@ -332,57 +232,19 @@ impl RedisStore {
         }
     }
 
-    /// Reads `meta` fields with one `HMGET`, together with `created`, which
-    /// is always set while the session exists; `NotFound` if it is missing.
-    async fn meta_fields(
-        &self,
-        session: &str,
-        fields: &[&str],
-    ) -> Result<(Bytes, Vec<Option<Bytes>>)> {
-        let mut all = vec![field::CREATED];
-        all.extend_from_slice(fields);
-        let mut values: Vec<Option<Bytes>> = redis::cmd("HMGET")
-            .arg(self.key(session, META))
-            .arg(&all)
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if values.len() != all.len() {
-            return Err(Error::backend(
-                BACKEND,
-                format!(
-                    "HMGET answered {} values for {} fields",
-                    values.len(),
-                    all.len()
-                ),
-            ));
-        }
-        let Some(created) = values.remove(0) else {
-            return Err(Error::session_not_found(session));
-        };
-        Ok((created, values))
-    }
-
-    /// Reads one whole hash of an existing session, atomically with the
-    /// existence check.
-    async fn hash(&self, session: &str, which: usize) -> Result<HashMap<Bytes, Bytes>> {
-        let mut maps = self.hashes(session, &[which]).await?;
-        maps.pop()
-            .ok_or_else(|| Error::backend(BACKEND, "the read script answered no hash"))
-    }
-
     /// Reads whole hashes of an existing session in one script call,
     /// atomically with the existence check.
-    async fn hashes(&self, session: &str, which: &[usize]) -> Result<Vec<HashMap<Bytes, Bytes>>> {
+    async fn read_hashes<const N: usize>(
+        &self,
+        session: &str,
+        which: [usize; N],
+    ) -> Result<[HashMap<Bytes, Bytes>; N]> {
         let mut inv = scripts::READ_HASHES.prepare_invoke();
         inv.key(self.key(session, META));
         for w in which {
-            inv.key(self.key(session, *w));
+            inv.key(self.key(session, w));
         }
-        let reply: Vec<Value> = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        let reply: Vec<Value> = self.invoke(Access::Read, &inv).await?;
         let mut reply = reply.into_iter();
         match reply.next() {
             Some(Value::Int(1)) => {}
@@ -395,17 +257,13 @@ impl RedisStore {
                     .map_err(|_| unexpected("read", Some(&Value::Nil)))
             })
             .collect::<Result<Vec<_>>>()?;
-        if maps.len() != which.len() {
-            return Err(Error::backend(
+        let found = maps.len();
+        maps.try_into().map_err(|_| {
+            Error::backend(
                 BACKEND,
-                format!(
-                    "the read script answered {} hashes for {}",
-                    maps.len(),
-                    which.len()
-                ),
-            ));
-        }
-        Ok(maps)
+                format!("the read script answered {found} hashes for {N}"),
+            )
+        })
     }
 
     /// Reads fields of one hash of an existing session, in the order asked.
@@ -421,10 +279,7 @@ impl RedisStore {
         for f in fields {
             inv.arg(f.as_slice());
         }
-        let reply: Vec<Value> = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        let reply: Vec<Value> = self.invoke(Access::Read, &inv).await?;
         let mut reply = reply.into_iter();
         match reply.next() {
             Some(Value::Int(1)) => {}
@@ -432,7 +287,6 @@ impl RedisStore {
             other => return Err(unexpected("field read", other.as_ref())),
         }
         let values = match reply.next() {
-            // An empty Lua table comes back as an empty array.
             Some(v) => redis::from_redis_value::<Vec<Option<Bytes>>>(v)
                 .map_err(|_| unexpected("field read", Some(&Value::Nil)))?,
             None => Vec::new(),
@@ -450,7 +304,7 @@ impl RedisStore {
         Ok(values)
     }
 
-    fn decode_dcs(&self, session: &str, map: HashMap<Bytes, Bytes>) -> Result<Vec<DcOption>> {
+    fn decode_dcs(&self, session: &str, map: &HashMap<Bytes, Bytes>) -> Result<Vec<DcOption>> {
         let key = self.key(session, DCS);
         let mut dcs = map
             .iter()
@@ -463,8 +317,8 @@ impl RedisStore {
     fn decode_state(
         &self,
         session: &str,
-        state: HashMap<Bytes, Bytes>,
-        channels: HashMap<Bytes, Bytes>,
+        state: &HashMap<Bytes, Bytes>,
+        channels: &HashMap<Bytes, Bytes>,
     ) -> Result<UpdateState> {
         let skey = self.key(session, STATE);
         let get = |name: &str| -> Result<i32> {
@@ -488,152 +342,218 @@ impl RedisStore {
         })
     }
 
-    fn decode_meta(
-        &self,
-        session: &str,
-        meta: &HashMap<Bytes, Bytes>,
-    ) -> Result<(i32, Option<SelfUser>, SessionMeta, Option<i64>)> {
+    fn decode_header(&self, session: &str, meta: &HashMap<Bytes, Bytes>) -> Result<SessionHeader> {
+        if meta.is_empty() {
+            return Err(Error::session_not_found(session));
+        }
         let key = self.key(session, META);
         let get = |name: &str| meta.get(name.as_bytes()).map(Vec::as_slice);
         let home_dc: i32 = parse_opt(&key, field::HOME_DC, get(field::HOME_DC))?
             .ok_or_else(|| corrupt(&key, "the home_dc field is missing"))?;
-        let self_user = self_user_from(&key, get(field::SELF_ID), get(field::SELF_BOT))?;
-        let meta = SessionMeta {
+        let self_user = match parse_opt::<i64>(&key, field::SELF_ID, get(field::SELF_ID))? {
+            None => None,
+            Some(id) => Some(SelfUser {
+                id,
+                is_bot: parse_opt::<u8>(&key, field::SELF_BOT, get(field::SELF_BOT))?.unwrap_or(0)
+                    != 0,
+            }),
+        };
+        Ok(SessionHeader {
+            home_dc,
+            self_user,
             api_id: parse_opt(&key, field::API_ID, get(field::API_ID))?,
             test_mode: parse_opt::<u8>(&key, field::TEST_MODE, get(field::TEST_MODE))?.unwrap_or(0)
                 != 0,
+            takeout_id: parse_opt(&key, field::TAKEOUT, get(field::TAKEOUT))?,
             created_at_ms: parse_opt(&key, field::CREATED, get(field::CREATED))?.unwrap_or(0),
             updated_at_ms: parse_opt(&key, field::UPDATED, get(field::UPDATED))?.unwrap_or(0),
-        };
-        let takeout = parse_opt(&key, field::TAKEOUT, get(field::TAKEOUT))?;
-        Ok((home_dc, self_user, meta, takeout))
+        })
     }
 
-    /// Runs the PUT script for `data` in `mode` (`create` or `import`).
-    /// Returns whether it wrote.
-    async fn put(&self, session: &str, data: &SessionData, mode: &str) -> Result<bool> {
-        validate_session_name(session)?;
-        let mut meta: Vec<(Bytes, Bytes)> = vec![
-            (b(field::HOME_DC), num(data.home_dc)),
-            (b(field::TEST_MODE), num(u8::from(data.test_mode))),
-        ];
-        if let Some(user) = data.self_user {
-            meta.push((b(field::SELF_ID), num(user.id)));
-            meta.push((b(field::SELF_BOT), num(u8::from(user.is_bot))));
-        }
-        if let Some(api_id) = data.api_id {
-            meta.push((b(field::API_ID), num(api_id)));
-        }
-        if let Some(takeout) = data.takeout_id {
-            meta.push((b(field::TAKEOUT), num(takeout)));
-        }
-        let dcs: Vec<(Bytes, Bytes)> = data
-            .dcs
-            .iter()
-            .map(|dc| (num(dc.id), encode_dc(dc)))
-            .collect();
-        let st = &data.update_state;
-        let state: Vec<(Bytes, Bytes)> = vec![
-            (b("pts"), num(st.pts)),
-            (b("qts"), num(st.qts)),
-            (b("date"), num(st.date)),
-            (b("seq"), num(st.seq)),
-        ];
-        let channels: Vec<(Bytes, Bytes)> = st
-            .channels
-            .iter()
-            .map(|(id, pts)| (num(id), num(pts)))
-            .collect();
-        // Apply the ownership rules exactly as the reference table does.
-        let mut table = PeerTable::default();
-        for peer in &data.peers {
-            table.upsert(peer);
-        }
-        let mut peers = Vec::with_capacity(table.len());
-        let mut unames = Vec::new();
-        let mut phones = Vec::new();
-        for peer in table.iter() {
-            let id = num(peer.id.marked());
-            for key in peer.username_keys() {
-                unames.push((b(key), id.clone()));
+    /// The stored `(created, updated)` text of a session, if it exists.
+    async fn stored_times(&self, session: &str) -> Result<Option<(Bytes, Bytes)>> {
+        let values: Vec<Option<Bytes>> = self
+            .query(
+                Access::Read,
+                redis::cmd("HMGET")
+                    .arg(self.key(session, META))
+                    .arg(field::CREATED)
+                    .arg(field::UPDATED),
+            )
+            .await?;
+        Ok(match values.as_slice() {
+            [Some(created), updated] => {
+                Some((created.clone(), updated.clone().unwrap_or_default()))
             }
-            if let Some(phone) = &peer.phone {
-                phones.push((b(phone), id.clone()));
-            }
-            peers.push((id, encode_peer(peer).into_bytes()));
-        }
-        let files: Vec<(Bytes, Bytes)> = data
-            .sent_files
-            .iter()
-            .map(|(k, f)| (encode_file_key(k), encode_file(f)))
-            .collect();
-
-        let mut inv = scripts::PUT.prepare_invoke();
-        inv.key(self.key(session, META)).key(self.keys.sessions());
-        inv.arg(session).arg(mode).arg(now_ms());
-        let rest: [(usize, &Vec<(Bytes, Bytes)>); 8] = [
-            (META, &meta),
-            (DCS, &dcs),
-            (STATE, &state),
-            (CHANNELS, &channels),
-            (PEERS, &peers),
-            (UNAME, &unames),
-            (PHONE, &phones),
-            (FILES, &files),
-        ];
-        for (which, pairs) in rest {
-            if which != META {
-                inv.key(self.key(session, which));
-            }
-            inv.arg(pairs.len());
-            for (f, v) in pairs {
-                inv.arg(f.as_slice()).arg(v.as_slice());
-            }
-        }
-        let done: i64 = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(done == 1)
+            _ => None,
+        })
     }
 
-    async fn peer_by_index(
+    /// What a replacing write expects of the target: the `EXPECT` arguments
+    /// of the scripts, and the times core gives the written session.
+    fn expectation(
         &self,
         session: &str,
-        which: usize,
-        index_key: &str,
-    ) -> Result<Option<Peer>> {
-        let reply: Vec<Value> = scripts::PEER_BY_INDEX
-            .key(self.key(session, META))
-            .key(self.key(session, which))
-            .key(self.key(session, PEERS))
-            .arg(index_key)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        match reply.as_slice() {
-            [Value::Int(0)] => Err(Error::session_not_found(session)),
-            [Value::Int(1)] => Ok(None),
-            [Value::Int(1), Value::BulkString(raw)] => {
-                Ok(Some(decode_peer(&self.key(session, PEERS), raw)?))
+        stored: Option<&(Bytes, Bytes)>,
+        now_ms: i64,
+    ) -> Result<(Vec<Bytes>, (i64, i64))> {
+        match stored {
+            None => Ok((
+                vec![bytes("absent"), Vec::new(), Vec::new()],
+                import_times(None, now_ms),
+            )),
+            Some((created, updated)) => {
+                let key = self.key(session, META);
+                let c: i64 = parse_num(&key, field::CREATED, created)?;
+                let u: i64 = if updated.is_empty() {
+                    0
+                } else {
+                    parse_num(&key, field::UPDATED, updated)?
+                };
+                Ok((
+                    vec![bytes("present"), created.clone(), updated.clone()],
+                    import_times(Some((c, u)), now_ms),
+                ))
             }
-            other => Err(unexpected("peer lookup", other.first())),
+        }
+    }
+
+    /// Writes `session` whole, from `source`, until what the script expects
+    /// of the target holds: the target's stored times are read, core's
+    /// [`import_times`] computes the new ones, and the script writes only if
+    /// the target is still as read (else it answers what it found, and the
+    /// times are computed again). A create-only write expects the target
+    /// absent and fails with `AlreadyExists` when it is not, in one script.
+    async fn replace_guarded(
+        &self,
+        session: &str,
+        source: Source<'_>,
+        create_only: bool,
+        now_ms: i64,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut stored = if create_only {
+            None
+        } else {
+            self.stored_times(session).await?
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let (expect, times) = self.expectation(session, stored.as_ref(), now_ms)?;
+            match self.write_whole(session, &source, &expect, times).await? {
+                Found::Written => return Ok(()),
+                Found::Present(..) if create_only => return Err(Error::session_exists(session)),
+                Found::Absent => stored = None,
+                Found::Present(created, updated) => stored = Some((created, updated)),
+            }
+        }
+        Err(Error::Busy {
+            what: format!("redis session {session:?} (written by another client meanwhile)"),
+            waited: started.elapsed(),
+            source: None,
+        })
+    }
+
+    /// One run of the `PUT` or `COPY` script.
+    async fn write_whole(
+        &self,
+        session: &str,
+        source: &Source<'_>,
+        expect: &[Bytes],
+        (created, updated): (i64, i64),
+    ) -> Result<Found> {
+        match source {
+            Source::Data { data, hashes } => {
+                let mut inv = scripts::PUT.prepare_invoke();
+                inv.key(self.key(session, META))
+                    .key(self.keys().sessions())
+                    .key(self.keys().schema());
+                for (which, _) in hashes.iter() {
+                    inv.key(self.key(session, *which));
+                }
+                inv.arg(session);
+                for e in expect {
+                    inv.arg(e.as_slice());
+                }
+                inv.arg(SCHEMA_VERSION);
+                let meta = meta_pairs(data, created, updated);
+                for pairs in std::iter::once(&meta).chain(hashes.iter().map(|(_, p)| p)) {
+                    inv.arg(pairs.len());
+                    for (f, v) in pairs {
+                        inv.arg(f.as_slice()).arg(v.as_slice());
+                    }
+                }
+                let reply: Vec<Value> = self.invoke(Access::Write, &inv).await?;
+                found("import", reply)
+            }
+            Source::Session(from) => {
+                let mut inv = scripts::COPY.prepare_invoke();
+                for k in self
+                    .keys()
+                    .session_all(from)
+                    .into_iter()
+                    .chain(self.keys().session_all(session))
+                {
+                    inv.key(k);
+                }
+                inv.key(self.keys().sessions()).key(self.keys().schema());
+                inv.arg(session);
+                for e in expect {
+                    inv.arg(e.as_slice());
+                }
+                inv.arg(created).arg(updated).arg(SCHEMA_VERSION);
+                let reply: Vec<Value> = self.invoke(Access::Write, &inv).await?;
+                if matches!(reply.as_slice(), [Value::Int(-1)]) {
+                    return Err(Error::session_not_found(from));
+                }
+                found("copy", reply)
+            }
         }
     }
 }
 
-/// Makes sure rustls has a process-wide crypto provider before the first TLS
-/// connection. An application that installed its own keeps it.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race to another installer is fine: either provider works.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+/// What a whole-session write copies from.
+enum Source<'a> {
+    /// Imported data, encoded.
+    Data {
+        data: &'a SessionData,
+        hashes: &'a [(usize, Vec<(Bytes, Bytes)>)],
+    },
+    /// Another session of the store, copied inside the server.
+    Session(&'a str),
+}
+
+/// What a replacing script found.
+enum Found {
+    Written,
+    Absent,
+    Present(Bytes, Bytes),
+}
+
+fn found(script: &str, reply: Vec<Value>) -> Result<Found> {
+    let mut it = reply.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(Value::Int(1)), None, None) => Ok(Found::Written),
+        (Some(Value::Int(0)), None, None) => Ok(Found::Absent),
+        (Some(Value::Int(0)), Some(created), Some(updated)) => Ok(Found::Present(
+            text_of(script, created)?,
+            text_of(script, updated)?,
+        )),
+        (other, _, _) => Err(unexpected(script, other.as_ref())),
+    }
+}
+
+fn text_of(script: &str, value: Value) -> Result<Bytes> {
+    match value {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(unexpected(script, Some(&other))),
     }
 }
 
 /// A script answered something it never answers. The message names only
 /// the reply's shape: replies can hold key material.
-fn unexpected(script: &str, reply: Option<&Value>) -> Error {
+pub(crate) fn unexpected(script: &str, reply: Option<&Value>) -> Error {
     let shape = match reply {
         None => "nothing",
         Some(Value::Nil) => "a value of the wrong type",
@@ -649,17 +569,131 @@ fn unexpected(script: &str, reply: Option<&Value>) -> Error {
     )
 }
 
-fn self_user_from(key: &str, id: Option<&[u8]>, bot: Option<&[u8]>) -> Result<Option<SelfUser>> {
-    let Some(id) = parse_opt::<i64>(key, field::SELF_ID, id)? else {
-        return Ok(None);
-    };
-    let is_bot = parse_opt::<u8>(key, field::SELF_BOT, bot)?.unwrap_or(0) != 0;
-    Ok(Some(SelfUser { id, is_bot }))
+/// The `meta` pairs of a session written whole.
+fn meta_pairs(data: &SessionData, created: i64, updated: i64) -> Vec<(Bytes, Bytes)> {
+    let mut meta = vec![
+        (bytes(field::HOME_DC), decimal(data.home_dc)),
+        (bytes(field::TEST_MODE), decimal(u8::from(data.test_mode))),
+        (bytes(field::CREATED), decimal(created)),
+        (bytes(field::UPDATED), decimal(updated)),
+    ];
+    if let Some(user) = data.self_user {
+        meta.push((bytes(field::SELF_ID), decimal(user.id)));
+        meta.push((bytes(field::SELF_BOT), decimal(u8::from(user.is_bot))));
+    }
+    if let Some(api_id) = data.api_id {
+        meta.push((bytes(field::API_ID), decimal(api_id)));
+    }
+    if let Some(takeout) = data.takeout_id {
+        meta.push((bytes(field::TAKEOUT), decimal(takeout)));
+    }
+    meta
+}
+
+/// Every hash of a session written whole, except `meta`, in
+/// `keys::SESSION_SUFFIXES` order: the data as core gave it (canonical, every
+/// username and phone owned once), with the index entries its peers list.
+fn session_pairs(data: &SessionData) -> [(usize, Vec<(Bytes, Bytes)>); 7] {
+    let dcs = data
+        .dcs
+        .iter()
+        .map(|dc| (decimal(dc.id), encode_dc(dc)))
+        .collect();
+    let st = &data.update_state;
+    let state = vec![
+        (bytes("pts"), decimal(st.pts)),
+        (bytes("qts"), decimal(st.qts)),
+        (bytes("date"), decimal(st.date)),
+        (bytes("seq"), decimal(st.seq)),
+    ];
+    let channels = st
+        .channels
+        .iter()
+        .map(|(id, pts)| (decimal(id), decimal(pts)))
+        .collect();
+    let mut peers = Vec::with_capacity(data.peers.len());
+    let mut unames = Vec::new();
+    let mut phones = Vec::new();
+    for peer in &data.peers {
+        let id = decimal(peer.id.marked());
+        for key in peer.username_keys() {
+            unames.push((bytes(key), id.clone()));
+        }
+        if let Some(phone) = &peer.phone {
+            phones.push((bytes(phone), id.clone()));
+        }
+        peers.push((id, encode_peer(peer).into_bytes()));
+    }
+    let files = data
+        .sent_files
+        .iter()
+        .map(|(k, f)| (encode_file_key(k), encode_file(f)))
+        .collect();
+    [
+        (DCS, dcs),
+        (STATE, state),
+        (CHANNELS, channels),
+        (PEERS, peers),
+        (UNAME, unames),
+        (PHONE, phones),
+        (FILES, files),
+    ]
+}
+
+/// Parses a stored lease, `{expires_ms}:{owner}`.
+fn parse_lease(key: &str, session: &str, raw: &[u8]) -> Result<LeaseInfo> {
+    let text = std::str::from_utf8(raw).map_err(|_| corrupt(key, "the lease is not UTF-8 text"))?;
+    let (expires, owner) = text
+        .split_once(':')
+        .ok_or_else(|| corrupt(key, "the lease is not {expires_ms}:{owner}"))?;
+    Ok(LeaseInfo {
+        session: session.to_owned(),
+        owner: owner.to_owned(),
+        expires_at_ms: parse_num(key, "(expiry)", expires.as_bytes())?,
+    })
+}
+
+/// The Redis expiry of a lease key: twice the lease's TTL. Whether a lease
+/// is live is decided by core from its `expires_at_ms`; the key's own expiry
+/// only removes leases nobody released.
+fn lease_key_expiry_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 2)
+        .saturating_mul(2)
+        .max(1)
+}
+
+impl RedisStore {
+    /// One compare-and-set of the lease key: `Ok(None)` when it stored
+    /// `new` (or deleted the key for an empty `new`), `Ok(Some(now))` with
+    /// the value found instead.
+    async fn swap_lease(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        expiry_ms: i64,
+    ) -> Result<Option<Bytes>> {
+        let mut inv = scripts::LEASE_SWAP.prepare_invoke();
+        inv.key(key).arg(expected).arg(new).arg(expiry_ms);
+        let reply: Vec<Value> = self.invoke(Access::Write, &inv).await?;
+        let mut it = reply.into_iter();
+        match (it.next(), it.next()) {
+            (Some(Value::Int(1)), None) => Ok(None),
+            (Some(Value::Int(0)), Some(now)) => Ok(Some(text_of("lease", now)?)),
+            (other, _) => Err(unexpected("lease", other.as_ref())),
+        }
+    }
+
+    async fn read_lease(&self, key: &str) -> Result<Bytes> {
+        let raw: Option<Bytes> = self.query(Access::Read, redis::cmd("GET").arg(key)).await?;
+        Ok(raw.unwrap_or_default())
+    }
 }
 
 #[async_trait]
-impl SessionStore for RedisStore {
-    fn backend_name(&self) -> &'static str {
+impl SessionBackend for RedisStore {
+    fn name(&self) -> &'static str {
         BACKEND
     }
 
@@ -672,19 +706,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        let names: Vec<Bytes> = redis::cmd("ZRANGE")
-            .arg(self.keys.sessions())
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        let key = self.keys().sessions();
+        let names: Vec<Bytes> = self
+            .query(Access::Read, redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
+            .await?;
         let mut names = names
             .into_iter()
-            .map(|n| {
-                String::from_utf8(n)
-                    .map_err(|_| corrupt(&self.keys.sessions(), "a session name is not UTF-8"))
-            })
+            .map(|n| String::from_utf8(n).map_err(|_| corrupt(&key, "a session name is not UTF-8")))
             .collect::<Result<Vec<_>>>()?;
         // Members share score 0, so Redis already sorts them by bytes;
         // sorting again costs little and does not depend on that.
@@ -693,89 +721,45 @@ impl SessionStore for RedisStore {
     }
 
     async fn exists(&self, session: &str) -> Result<bool> {
-        redis::cmd("EXISTS")
-            .arg(self.key(session, META))
-            .query_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))
-    }
-
-    async fn create(&self, session: &str) -> Result<()> {
-        if self.put(session, &SessionData::default(), "create").await? {
-            Ok(())
-        } else {
-            Err(Error::session_exists(session))
-        }
+        self.query(
+            Access::Read,
+            redis::cmd("EXISTS").arg(self.key(session, META)),
+        )
+        .await
     }
 
     async fn delete(&self, session: &str) -> Result<bool> {
+        self.writable()?;
         let mut inv = scripts::DELETE.prepare_invoke();
-        for k in self.keys.session_all(session) {
+        for k in self.keys().session_all(session) {
             inv.key(k);
         }
-        inv.key(self.keys.sessions()).arg(session);
-        let existed: i64 = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        inv.key(self.keys().sessions()).arg(session);
+        let existed: i64 = self.invoke(Access::Write, &inv).await?;
         Ok(existed == 1)
     }
 
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        validate_session_name(to)?;
-        let mut inv = scripts::COPY.prepare_invoke();
-        for k in self.keys.session_all(from) {
-            inv.key(k);
-        }
-        for k in self.keys.session_all(to) {
-            inv.key(k);
-        }
-        inv.key(self.keys.sessions());
-        inv.arg(to)
-            .arg(if overwrite { "1" } else { "0" })
-            .arg(now_ms())
-            .arg(if from == to { "1" } else { "0" });
-        let done: i64 = inv
-            .invoke_async(&mut self.con())
+    async fn copy(&self, from: &str, to: &str, overwrite: bool, now_ms: i64) -> Result<()> {
+        self.writable()?;
+        self.replace_guarded(to, Source::Session(from), !overwrite, now_ms)
             .await
-            .map_err(|e| self.err(e))?;
-        match done {
-            1 => Ok(()),
-            -1 => Err(Error::session_not_found(from)),
-            -2 => Err(Error::session_exists(to)),
-            other => Err(Error::backend(
-                BACKEND,
-                format!("unexpected reply {other} from the copy script"),
-            )),
-        }
-    }
-
-    async fn flush(&self) -> Result<()> {
-        Ok(())
     }
 
     async fn export(&self, session: &str) -> Result<SessionData> {
-        let maps = self
-            .hashes(session, &[META, DCS, STATE, CHANNELS, PEERS, FILES])
+        let [meta, dcs, state, channels, peers, files] = self
+            .read_hashes(session, [META, DCS, STATE, CHANNELS, PEERS, FILES])
             .await?;
-        let [meta, dcs, state, channels, peers, files]: [HashMap<Bytes, Bytes>; 6] =
-            maps.try_into().map_err(|_| {
-                Error::backend(
-                    BACKEND,
-                    "the read script answered the wrong number of hashes",
-                )
-            })?;
-        let (home_dc, self_user, m, takeout_id) = self.decode_meta(session, &meta)?;
+        let header = self.decode_header(session, &meta)?;
         let pkey = self.key(session, PEERS);
         let fkey = self.key(session, FILES);
         let mut data = SessionData {
-            home_dc,
-            dcs: self.decode_dcs(session, dcs)?,
-            self_user,
-            api_id: m.api_id,
-            test_mode: m.test_mode,
-            takeout_id,
-            update_state: self.decode_state(session, state, channels)?,
+            home_dc: header.home_dc,
+            dcs: self.decode_dcs(session, &dcs)?,
+            self_user: header.self_user,
+            api_id: header.api_id,
+            test_mode: header.test_mode,
+            takeout_id: header.takeout_id,
+            update_state: self.decode_state(session, &state, &channels)?,
             peers: peers
                 .values()
                 .map(|raw| decode_peer(&pkey, raw))
@@ -789,195 +773,125 @@ impl SessionStore for RedisStore {
         Ok(data)
     }
 
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
-        self.put(session, data, "import").await.map(|_| ())
+    async fn import(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.writable()?;
+        let hashes = session_pairs(data);
+        let source = Source::Data {
+            data,
+            hashes: &hashes,
+        };
+        self.replace_guarded(session, source, mode == ImportMode::CreateOnly, now_ms)
+            .await
     }
 
-    async fn home_dc(&self, session: &str) -> Result<i32> {
-        let (_, values) = self.meta_fields(session, &[field::HOME_DC]).await?;
-        let key = self.key(session, META);
-        parse_opt(&key, field::HOME_DC, values[0].as_deref())?
-            .ok_or_else(|| corrupt(&key, "the home_dc field is missing"))
+    async fn header(&self, session: &str) -> Result<SessionHeader> {
+        let meta: HashMap<Bytes, Bytes> = self
+            .query(
+                Access::Read,
+                redis::cmd("HGETALL").arg(self.key(session, META)),
+            )
+            .await?;
+        self.decode_header(session, &meta)
     }
 
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
-        let w = HashWrite::set(META, vec![(b(field::HOME_DC), num(dc_id))]);
-        self.write(session, true, vec![w]).await
+    async fn write_header(&self, session: &str, write: &HeaderWrite) -> Result<()> {
+        let mut meta = HashWrite::new(META);
+        if let Some(home_dc) = write.home_dc {
+            meta.set.push((bytes(field::HOME_DC), decimal(home_dc)));
+        }
+        if let Some(user) = write.self_user {
+            meta.set_or_delete(field::SELF_ID, user.map(|u| decimal(u.id)));
+            meta.set_or_delete(field::SELF_BOT, user.map(|u| decimal(u8::from(u.is_bot))));
+        }
+        if let Some(api_id) = write.api_id {
+            meta.set_or_delete(field::API_ID, api_id.map(decimal));
+        }
+        if let Some(test_mode) = write.test_mode {
+            meta.set
+                .push((bytes(field::TEST_MODE), decimal(u8::from(test_mode))));
+        }
+        if let Some(takeout) = write.takeout_id {
+            meta.set_or_delete(field::TAKEOUT, takeout.map(decimal));
+        }
+        self.write(session, Some(write.updated_at_ms), &[meta])
+            .await
     }
 
     async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
-        let map = self.hash(session, DCS).await?;
-        self.decode_dcs(session, map)
+        let [dcs] = self.read_hashes(session, [DCS]).await?;
+        self.decode_dcs(session, &dcs)
     }
 
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
-        let w = HashWrite::set(DCS, vec![(num(dc.id), encode_dc(dc))]);
-        self.write(session, true, vec![w]).await
-    }
-
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
-        let (_, values) = self
-            .meta_fields(session, &[field::SELF_ID, field::SELF_BOT])
-            .await?;
-        self_user_from(
-            &self.key(session, META),
-            values[0].as_deref(),
-            values[1].as_deref(),
-        )
-    }
-
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
-        let (mut set, mut del) = (Vec::new(), Vec::new());
-        set_or_del(field::SELF_ID, user.map(|u| num(u.id)), &mut set, &mut del);
-        set_or_del(
-            field::SELF_BOT,
-            user.map(|u| num(u8::from(u.is_bot))),
-            &mut set,
-            &mut del,
-        );
-        let w = HashWrite {
-            which: META,
-            clear: false,
-            del,
-            set,
-        };
-        self.write(session, true, vec![w]).await
-    }
-
-    async fn metadata(&self, session: &str) -> Result<SessionMeta> {
-        let fields = [field::API_ID, field::TEST_MODE, field::UPDATED];
-        let (created, values) = self.meta_fields(session, &fields).await?;
-        let key = self.key(session, META);
-        Ok(SessionMeta {
-            api_id: parse_opt(&key, field::API_ID, values[0].as_deref())?,
-            test_mode: parse_opt::<u8>(&key, field::TEST_MODE, values[1].as_deref())?.unwrap_or(0)
-                != 0,
-            created_at_ms: parse_num(&key, field::CREATED, &created)?,
-            updated_at_ms: parse_opt(&key, field::UPDATED, values[2].as_deref())?.unwrap_or(0),
-        })
-    }
-
-    async fn set_metadata(
+    async fn write_dc_option(
         &self,
         session: &str,
-        api_id: Option<i32>,
-        test_mode: bool,
+        dc: &DcOption,
+        updated_at_ms: i64,
     ) -> Result<()> {
-        let (mut set, mut del) = (Vec::new(), Vec::new());
-        set_or_del(field::API_ID, api_id.map(num), &mut set, &mut del);
-        set.push((b(field::TEST_MODE), num(u8::from(test_mode))));
-        let w = HashWrite {
-            which: META,
-            clear: false,
-            del,
-            set,
-        };
-        self.write(session, true, vec![w]).await
+        let w = HashWrite::new(DCS).set(dc.id.to_string(), encode_dc(dc));
+        self.write(session, Some(updated_at_ms), &[w]).await
     }
 
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
-        let (_, values) = self.meta_fields(session, &[field::TAKEOUT]).await?;
-        parse_opt(
-            &self.key(session, META),
-            field::TAKEOUT,
-            values[0].as_deref(),
-        )
-    }
-
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
-        let (mut set, mut del) = (Vec::new(), Vec::new());
-        set_or_del(field::TAKEOUT, takeout_id.map(num), &mut set, &mut del);
-        let w = HashWrite {
-            which: META,
-            clear: false,
-            del,
-            set,
-        };
-        self.write(session, true, vec![w]).await
+    async fn home(&self, session: &str) -> Result<(SessionHeader, Vec<DcOption>)> {
+        let [meta, dcs] = self.read_hashes(session, [META, DCS]).await?;
+        Ok((
+            self.decode_header(session, &meta)?,
+            self.decode_dcs(session, &dcs)?,
+        ))
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
-        let maps = self.hashes(session, &[STATE, CHANNELS]).await?;
-        let [state, channels]: [HashMap<Bytes, Bytes>; 2] = maps.try_into().map_err(|_| {
-            Error::backend(
-                BACKEND,
-                "the read script answered the wrong number of hashes",
-            )
-        })?;
-        self.decode_state(session, state, channels)
+        let [state, channels] = self.read_hashes(session, [STATE, CHANNELS]).await?;
+        self.decode_state(session, &state, &channels)
     }
 
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
-        let writes = match change {
-            UpdateStateChange::All(st) => vec![
-                HashWrite {
-                    which: STATE,
-                    clear: true,
-                    del: Vec::new(),
-                    set: vec![
-                        (b("pts"), num(st.pts)),
-                        (b("qts"), num(st.qts)),
-                        (b("date"), num(st.date)),
-                        (b("seq"), num(st.seq)),
-                    ],
-                },
-                HashWrite {
-                    which: CHANNELS,
-                    clear: true,
-                    del: Vec::new(),
-                    set: st
-                        .channels
-                        .iter()
-                        .map(|(id, pts)| (num(id), num(pts)))
-                        .collect(),
-                },
-            ],
-            UpdateStateChange::Primary { pts, date, seq } => vec![HashWrite::set(
-                STATE,
-                vec![
-                    (b("pts"), num(pts)),
-                    (b("date"), num(date)),
-                    (b("seq"), num(seq)),
-                ],
-            )],
-            UpdateStateChange::Secondary { qts } => {
-                vec![HashWrite::set(STATE, vec![(b("qts"), num(qts))])]
+    async fn write_update_state(&self, session: &str, write: &UpdateStateWrite) -> Result<()> {
+        let mut writes = Vec::with_capacity(2);
+        if write.sets_fields() {
+            let mut state = HashWrite::new(STATE);
+            for (name, value) in [
+                ("pts", write.pts),
+                ("qts", write.qts),
+                ("date", write.date),
+                ("seq", write.seq),
+            ] {
+                if let Some(v) = value {
+                    state.set.push((bytes(name), decimal(v)));
+                }
             }
-            UpdateStateChange::Channel { id, pts } => {
-                vec![HashWrite::set(CHANNELS, vec![(num(id), num(pts))])]
+            writes.push(state);
+        }
+        match &write.channels {
+            ChannelsWrite::Keep => {}
+            ChannelsWrite::Replace(channels) => {
+                let mut w = HashWrite::new(CHANNELS);
+                w.clear = true;
+                w.set = channels
+                    .iter()
+                    .map(|(id, pts)| (decimal(id), decimal(pts)))
+                    .collect();
+                writes.push(w);
             }
-            UpdateStateChange::RemoveChannel { id } => vec![HashWrite {
-                which: CHANNELS,
-                clear: false,
-                del: vec![num(id)],
-                set: Vec::new(),
-            }],
-        };
-        self.write(session, false, writes).await
-    }
-
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
-        let mut inv = scripts::CACHE_PEERS.prepare_invoke();
-        inv.key(self.key(session, META))
-            .key(self.key(session, PEERS))
-            .key(self.key(session, UNAME))
-            .key(self.key(session, PHONE));
-        for peer in peers {
-            inv.arg(encode_peer(peer));
+            ChannelsWrite::Set { id, pts } => {
+                writes.push(HashWrite::new(CHANNELS).set(id.to_string(), decimal(pts)));
+            }
+            ChannelsWrite::Remove { id } => {
+                let mut w = HashWrite::new(CHANNELS);
+                w.del.push(decimal(id));
+                writes.push(w);
+            }
         }
-        let done: i64 = inv
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(Error::session_not_found(session))
-        }
+        self.write(session, None, &writes).await
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        let fields: Vec<Bytes> = ids.iter().map(|id| num(id.marked())).collect();
+        let fields: Vec<Bytes> = ids.iter().map(|id| decimal(id.marked())).collect();
         let raws = self.fields(session, PEERS, &fields).await?;
         let key = self.key(session, PEERS);
         raws.iter()
@@ -985,9 +899,8 @@ impl SessionStore for RedisStore {
             .collect()
     }
 
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
-        self.peer_by_index(session, UNAME, &normalize_username(username))
-            .await
+    async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
+        self.peer_by_index(session, UNAME, key).await
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
@@ -995,13 +908,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
-        let count: i64 = scripts::COUNT
-            .key(self.key(session, META))
-            .key(self.key(session, PEERS))
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut inv = scripts::COUNT.prepare_invoke();
+        inv.key(self.key(session, META))
+            .key(self.key(session, PEERS));
+        let count: i64 = self.invoke(Access::Read, &inv).await?;
         u64::try_from(count).map_err(|_| Error::session_not_found(session))
+    }
+
+    async fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<()> {
+        crate::peers::cache_peers(self, session, batch).await
     }
 
     async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
@@ -1019,51 +934,91 @@ impl SessionStore for RedisStore {
         key: &SentFileKey,
         file: &SentFile,
     ) -> Result<()> {
-        let w = HashWrite::set(FILES, vec![(encode_file_key(key), encode_file(file))]);
-        self.write(session, false, vec![w]).await
+        let w = HashWrite::new(FILES).set(encode_file_key(key), encode_file(file));
+        self.write(session, None, &[w]).await
     }
 
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo> {
-        validate_lease(owner, ttl)?;
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires = now_ms().saturating_add(ttl_ms);
-        let reply: Vec<Value> = scripts::ACQUIRE_LEASE
-            .key(self.keys.lease(session))
-            .arg(owner)
-            .arg(ttl_ms)
-            .arg(expires)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        match reply.as_slice() {
-            [Value::Int(1)] => Ok(LeaseInfo {
-                session: session.to_owned(),
-                owner: owner.to_owned(),
-                expires_at_ms: expires,
-            }),
-            [
-                Value::Int(0),
-                Value::BulkString(holder),
-                Value::BulkString(until),
-            ] => {
-                let key = self.keys.lease(session);
-                Err(Error::LeaseHeld {
-                    session: session.to_owned(),
-                    owner: String::from_utf8_lossy(holder).into_owned(),
-                    until_ms: parse_num(&key, "(expiry)", until)?,
-                })
+    async fn acquire_lease(&self, session: &str, request: &LeaseRequest) -> Result<LeaseInfo> {
+        self.writable()?;
+        let key = self.keys().lease(session);
+        let started = Instant::now();
+        let mut raw = self.read_lease(&key).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = if raw.is_empty() {
+                None
+            } else {
+                Some(parse_lease(&key, session, &raw)?)
+            };
+            let granted = request.decide(session, current.as_ref())?;
+            let value = format!("{}:{}", granted.expires_at_ms, granted.owner);
+            match self
+                .swap_lease(
+                    &key,
+                    &raw,
+                    value.as_bytes(),
+                    lease_key_expiry_ms(request.ttl),
+                )
+                .await?
+            {
+                None => return Ok(granted),
+                Some(now) => raw = now,
             }
-            other => Err(unexpected("lease", other.first())),
         }
+        Err(Error::Busy {
+            what: format!("the lease of redis session {session:?}"),
+            waited: started.elapsed(),
+            source: None,
+        })
     }
 
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
-        let released: i64 = scripts::RELEASE_LEASE
-            .key(self.keys.lease(session))
-            .arg(owner)
-            .invoke_async(&mut self.con())
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(released == 1)
+    async fn release_lease(&self, session: &str, owner: &str, now_ms: i64) -> Result<bool> {
+        self.writable()?;
+        let key = self.keys().lease(session);
+        let started = Instant::now();
+        let mut raw = self.read_lease(&key).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = if raw.is_empty() {
+                None
+            } else {
+                Some(parse_lease(&key, session, &raw)?)
+            };
+            let (remove, was_live) = decide_release(current.as_ref(), owner, now_ms);
+            if !remove {
+                return Ok(was_live);
+            }
+            match self.swap_lease(&key, &raw, b"", 1).await? {
+                None => return Ok(was_live),
+                Some(now) => raw = now,
+            }
+        }
+        Err(Error::Busy {
+            what: format!("the lease of redis session {session:?}"),
+            waited: started.elapsed(),
+            source: None,
+        })
+    }
+}
+
+impl RedisStore {
+    async fn peer_by_index(
+        &self,
+        session: &str,
+        which: usize,
+        index_key: &str,
+    ) -> Result<Option<Peer>> {
+        let mut inv = scripts::PEER_BY_INDEX.prepare_invoke();
+        inv.key(self.key(session, META))
+            .key(self.key(session, which))
+            .key(self.key(session, PEERS))
+            .arg(index_key);
+        let reply: Vec<Value> = self.invoke(Access::Read, &inv).await?;
+        match reply.as_slice() {
+            [Value::Int(0)] => Err(Error::session_not_found(session)),
+            [Value::Int(1)] => Ok(None),
+            [Value::Int(1), Value::BulkString(raw)] => {
+                Ok(Some(decode_peer(&self.key(session, PEERS), raw)?))
+            }
+            other => Err(unexpected("peer lookup", other.first())),
+        }
     }
 }

@@ -1,17 +1,17 @@
 //! Redis-specific behaviour against the server at `MTSESSION_TEST_REDIS_URL`:
 //! the key layout, corrupt and foreign data, schema versions, URL handling,
-//! and the Lua peer merge checked against the reference `MemoryStore`.
+//! and the stored peer and header hashes checked key by key against core's
+//! reference rules.
 //! Every test works under its own prefix and removes it afterwards.
 
 mod common;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::{
-    AuthKey, DcOption, ErrorKind, FileKind, MemoryStore, Peer, PeerId, PeerKind, SentFile,
-    SentFileKey, SessionStore, UpdateStateChange,
+    AuthKey, DcOption, ErrorKind, FileKind, HeaderWrite, Peer, PeerBatch, PeerId, PeerKind,
+    PeerTable, SelfUser, SentFile, SentFileKey, Store, UpdateStateChange,
 };
 use session_redis::RedisStore;
 
@@ -21,7 +21,7 @@ use common::{drop_prefix, free_port, keys_under, raw_connection, test_url, uniqu
 /// whether the body passed or panicked.
 async fn scoped<F, Fut>(body: F)
 where
-    F: FnOnce(Arc<RedisStore>, String) -> Fut,
+    F: FnOnce(Store, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let url = test_url();
@@ -31,7 +31,7 @@ where
         .open()
         .await
         .unwrap_or_else(|e| panic!("the test Redis is needed (set MTSESSION_TEST_REDIS_URL): {e}"));
-    let outcome = tokio::spawn(body(Arc::new(store), prefix.clone())).await;
+    let outcome = tokio::spawn(body(Store::new(store), prefix.clone())).await;
     drop_prefix(&url, &prefix)
         .await
         .expect("remove the test prefix");
@@ -279,11 +279,13 @@ async fn prefixes_are_isolated() {
         // Nested under the test prefix, so the cleanup removes it even if a
         // check fails first.
         let other_prefix = format!("{prefix}:other");
-        let other = RedisStore::builder(&test_url())
-            .prefix(&other_prefix)
-            .open()
-            .await
-            .expect("open");
+        let other = Store::new(
+            RedisStore::builder(&test_url())
+                .prefix(&other_prefix)
+                .open()
+                .await
+                .expect("open"),
+        );
         store.create("same").await.expect("create");
         assert!(!other.exists("same").await.expect("exists"));
         assert!(other.list().await.expect("list").is_empty());
@@ -342,7 +344,29 @@ async fn nothing_listening_is_unavailable_quickly() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains(":***@"), "{shown}");
+    assert!(shown.contains(&format!(":***@127.0.0.1:{port}")), "{shown}");
+    assert!(shown.contains("connection refused"), "{shown}");
+}
+
+#[tokio::test]
+async fn an_unknown_host_is_unavailable_quickly_and_named() {
+    let url = "redis://:hunter2@no-such-host.invalid:6379";
+    let started = Instant::now();
+    let err = RedisStore::builder(url)
+        .connect_timeout(Duration::from_secs(2))
+        .open()
+        .await
+        .expect_err("no such host");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("no-such-host.invalid:6379"), "{text}");
+    assert!(text.contains("could not be resolved"), "{text}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
 }
 
 #[tokio::test]
@@ -355,11 +379,13 @@ async fn debug_never_shows_the_password_or_keys() {
         let builder = RedisStore::builder(&with_password).prefix(&prefix);
         let shown = format!("{builder:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        let store = RedisStore::builder(&url)
+        let redis = RedisStore::builder(&url)
             .prefix(&prefix)
             .open()
             .await
             .expect("open");
+        let shown_store = format!("{redis:?}");
+        let store = Store::new(redis);
         store.create("k").await.expect("create");
         let key = AuthKey::new([0xAB; 256]);
         let dc = DcOption {
@@ -367,7 +393,10 @@ async fn debug_never_shows_the_password_or_keys() {
             ..DcOption::new(2, None, None)
         };
         store.set_dc_option("k", &dc).await.expect("set");
-        let shown = format!("{store:?} {:?}", store.dc_options("k").await.expect("dcs"));
+        let shown = format!(
+            "{shown_store} {store:?} {:?}",
+            store.dc_options("k").await.expect("dcs")
+        );
         assert!(!shown.to_lowercase().contains("abab"), "{shown}");
     })
     .await;
@@ -391,43 +420,51 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
 }
 
-fn random_peer(rng: &mut Rng) -> Peer {
-    const NAMES: [&str; 6] = ["alice", "Alice", "BOB", "bob_", "Ünï", "ünÏ"];
-    const PHONES: [&str; 3] = ["100", "200", "300"];
-    let id = match rng.below(3) {
-        0 => PeerId::user(1 + rng.below(6) as i64),
-        1 => PeerId::chat(1 + rng.below(3) as i64),
-        _ => PeerId::channel(1 + rng.below(3) as i64),
+/// Usernames that collide in every way: case, a leading `@`, unicode case.
+const NAMES: [&str; 10] = [
+    "alice", "Alice", "@ALICE", "bob", "BOB_", "bob_", "Ünï", "ünÏ", "carol", "@dave",
+];
+const PHONES: [&str; 5] = ["100", "+1 00", "200", "300", "(4)00"];
+
+/// A peer from a small id space (users, chats and channels), so a batch
+/// repeats ids and claims usernames and phones other peers hold.
+fn random_peer(rng: &mut Rng, ids: u64) -> Peer {
+    let bare = 1 + rng.below(ids) as i64;
+    let id = match rng.below(5) {
+        0 => PeerId::chat(bare),
+        1 => PeerId::channel(bare),
+        _ => PeerId::user(bare),
     }
     .expect("id");
     let mut peer = Peer::new(id);
     if rng.chance(50) {
         peer.kind = Some(match id.kind() {
+            session_core::PeerIdKind::User if rng.chance(50) => PeerKind::Bot,
             session_core::PeerIdKind::User => PeerKind::User,
             session_core::PeerIdKind::Chat => PeerKind::Chat,
             session_core::PeerIdKind::Channel => PeerKind::Megagroup,
         });
     }
-    if id.kind() != session_core::PeerIdKind::Chat && rng.chance(60) {
-        let value = rng.next() as i64;
+    if id.kind() != session_core::PeerIdKind::Chat && rng.chance(70) {
+        let value = (rng.next() as i64) >> rng.below(64);
         peer = if rng.chance(50) {
             peer.with_min_hash(value)
         } else {
             peer.with_hash(value)
         };
     }
-    if rng.chance(60) {
-        let count = rng.below(3) as usize;
-        peer.usernames = Some(
-            (0..count)
-                .map(|_| NAMES[rng.below(NAMES.len() as u64) as usize].to_owned())
-                .collect(),
-        );
+    if rng.chance(70) {
+        let count = rng.below(4) as usize;
+        peer.usernames = Some((0..count).map(|_| rng.pick(&NAMES).to_owned()).collect());
     }
-    if rng.chance(40) {
-        peer.phone = Some(PHONES[rng.below(3) as usize].to_owned());
+    if rng.chance(50) {
+        peer.phone = Some(rng.pick(&PHONES).to_owned());
     }
     if rng.chance(30) {
         peer.name = Some(format!("name {}", rng.below(100)));
@@ -435,60 +472,283 @@ fn random_peer(rng: &mut Rng) -> Peer {
     if rng.chance(30) {
         peer.last_seen = Some(rng.next() as i64);
     }
-    peer.normalized().expect("normalized")
+    peer
 }
 
-/// The Lua merge gives exactly what the reference `PeerTable` gives, batch
-/// after batch, including lookups by every username and phone.
+type RawHash = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+async fn raw_hash(key: &str) -> RawHash {
+    let mut con = raw_connection(&test_url()).await.expect("connect");
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("HGETALL")
+}
+
+fn session_key(prefix: &str, session: &str, suffix: &str) -> String {
+    format!("{prefix}:s:{{{}}}:{suffix}", hex_of(session))
+}
+
+/// Compares the stored peer hashes of `session` with `table`, key by key:
+/// every record decodes to the reference peer, and the username and phone
+/// index hashes hold exactly the reference's entries.
+async fn assert_stored_as(prefix: &str, session: &str, table: &PeerTable, context: &str) {
+    let records = raw_hash(&session_key(prefix, session, "peers")).await;
+    let unames = raw_hash(&session_key(prefix, session, "uname")).await;
+    let phones = raw_hash(&session_key(prefix, session, "phone")).await;
+    let mut want_records = RawHash::new();
+    let mut want_unames = RawHash::new();
+    let mut want_phones = RawHash::new();
+    for peer in table.iter() {
+        let id = peer.id.marked().to_string().into_bytes();
+        want_records.insert(id.clone(), Vec::new());
+        for key in peer.username_keys() {
+            assert_eq!(table.by_username(&key).map(|p| p.id), Some(peer.id));
+            want_unames.insert(key.into_bytes(), id.clone());
+        }
+        if let Some(phone) = &peer.phone {
+            want_phones.insert(phone.clone().into_bytes(), id.clone());
+        }
+    }
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        want_records.keys().collect::<Vec<_>>(),
+        "{context}: the peer ids stored"
+    );
+    for (id, raw) in &records {
+        let got = decode_stored_peer(raw);
+        let id: i64 = String::from_utf8_lossy(id).parse().expect("decimal id");
+        let want = table
+            .get(PeerId::from_marked(id).expect("id"))
+            .expect("reference peer");
+        assert_eq!(&got, want, "{context}: peer {id}");
+    }
+    assert_eq!(unames, want_unames, "{context}: the username index");
+    assert_eq!(phones, want_phones, "{context}: the phone index");
+}
+
+/// Decodes a stored peer record as the README's key layout describes it,
+/// independently of the store's own decoder, and checks that `k` holds the
+/// lookup keys of `u`.
+fn decode_stored_peer(raw: &[u8]) -> Peer {
+    let v: serde_json::Value = serde_json::from_slice(raw).expect("a JSON record");
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let int = |k: &str| text(k).map(|t| t.parse::<i64>().expect("decimal"));
+    let id = PeerId::from_marked(int("i").expect("id")).expect("marked id");
+    let usernames = match v.get("u") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|i| i.as_str().expect("a string").to_owned())
+                .collect(),
+        ),
+        Some(serde_json::Value::Object(o)) if o.is_empty() => Some(Vec::new()),
+        Some(other) => panic!("usernames {other}"),
+    };
+    if let Some(names) = &usernames {
+        let keys: Vec<String> = match v.get("k") {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().expect("a string").to_owned())
+                .collect(),
+            Some(serde_json::Value::Object(o)) if o.is_empty() => Vec::new(),
+            other => panic!("lookup keys {other:?}"),
+        };
+        let mut probe = Peer::new(id);
+        probe.usernames = Some(names.clone());
+        assert_eq!(keys, probe.username_keys(), "k holds the lookup keys");
+    }
+    Peer {
+        id,
+        kind: v
+            .get("t")
+            .and_then(serde_json::Value::as_i64)
+            .map(|c| PeerKind::from_code(c).expect("kind code")),
+        access_hash: int("h").map(|value| session_core::AccessHash {
+            value,
+            min: v
+                .get("m")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        }),
+        usernames,
+        phone: text("p"),
+        name: text("n"),
+        last_seen: int("s"),
+    }
+}
+
+/// The peer writes against core's reference, compared key by key in
+/// Redis: many random batches (up to 300 peers, ids repeated within a
+/// batch, colliding usernames and phones, `min` and full hashes) go through
+/// the store and through `PeerTable::upsert`, and after every batch the
+/// stored hashes must equal what the reference holds. Every batch is then
+/// sent a second time, as a caller retrying after `OutcomeUnknown` would:
+/// nothing may change.
 #[tokio::test]
-async fn lua_merge_matches_the_reference_table() {
-    scoped(|store, _prefix| async move {
-        let memory = MemoryStore::new();
+async fn peer_batches_store_exactly_what_core_plans() {
+    scoped(|store, prefix| async move {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for round in 0..4 {
+        for round in 0..6u64 {
             let name = format!("round-{round}");
-            store.create(&name).await.expect("create");
-            memory.create(&name).await.expect("create");
-            for batch in 0..40 {
-                let size = rng.below(8) as usize;
-                let peers: Vec<Peer> = (0..size).map(|_| random_peer(&mut rng)).collect();
-                store.cache_peers(&name, &peers).await.expect("redis batch");
-                memory
-                    .cache_peers(&name, &peers)
+            let session = store.open(&name).await.expect("create");
+            let mut table = PeerTable::default();
+            let ids = [4, 12, 40, 150][round as usize % 4];
+            for batch_no in 0..25 {
+                let size = match rng.below(4) {
+                    0 => rng.below(3),
+                    1 => rng.below(20),
+                    _ => rng.below(300),
+                } as usize;
+                let peers: Vec<Peer> = (0..size).map(|_| random_peer(&mut rng, ids)).collect();
+                let batch = PeerBatch::new(&peers).expect("valid batch");
+                for peer in batch.peers() {
+                    table.upsert(peer);
+                }
+                session.cache_peers(&peers).await.expect("redis batch");
+                let context = format!("round {round} batch {batch_no} ({size} peers)");
+                assert_stored_as(&prefix, &name, &table, &context).await;
+                session
+                    .cache_peers(&peers)
                     .await
-                    .expect("memory batch");
-                let got = store.export(&name).await.expect("export").peers;
-                let want = memory.export(&name).await.expect("export").peers;
-                assert_eq!(got, want, "round {round} batch {batch}: {peers:?}");
-                for username in ["alice", "@ALICE", "bob", "bob_", "ünï", "ÜNÏ", "nobody"] {
-                    assert_eq!(
-                        store
-                            .peer_by_username(&name, username)
-                            .await
-                            .expect("lookup"),
-                        memory
-                            .peer_by_username(&name, username)
-                            .await
-                            .expect("lookup"),
-                        "round {round} batch {batch}: username {username}"
-                    );
-                }
-                for phone in ["100", "200", "300", "400"] {
-                    assert_eq!(
-                        store.peer_by_phone(&name, phone).await.expect("lookup"),
-                        memory.peer_by_phone(&name, phone).await.expect("lookup"),
-                        "round {round} batch {batch}: phone {phone}"
-                    );
-                }
+                    .expect("the same batch again");
+                assert_stored_as(&prefix, &name, &table, &format!("{context}, sent twice")).await;
             }
-            // Import rebuilds the same table from the same peers.
-            let data = memory.export(&name).await.expect("export");
-            store.import("imported", &data).await.expect("import");
             assert_eq!(
-                store.export("imported").await.expect("export").peers,
-                data.peers
+                session.peer_count().await.expect("count"),
+                table.len() as u64
             );
-            store.delete("imported").await.expect("delete");
+        }
+    })
+    .await;
+}
+
+/// Writers on separate connections send overlapping batches at once (the
+/// same few usernames and phones moving between peers). A batch planned
+/// from a context another writer changed must be planned again, never
+/// applied: afterwards every index entry names a peer that lists it, and
+/// every username and phone a peer lists is indexed to that peer. (Applying
+/// stale plans leaves two peers listing one username.)
+#[tokio::test]
+async fn concurrent_overlapping_batches_keep_the_indexes_consistent() {
+    scoped(|store, prefix| async move {
+        store.create("shared").await.expect("create");
+        let mut writers = Vec::new();
+        for writer in 0..6u64 {
+            let url = test_url();
+            let prefix = prefix.clone();
+            writers.push(tokio::spawn(async move {
+                let own = Store::new(
+                    RedisStore::builder(&url)
+                        .prefix(prefix)
+                        .open()
+                        .await
+                        .expect("open"),
+                );
+                let session = own.session("shared").expect("name");
+                let mut rng = Rng(0xA076_1D64_78BD_642F ^ (writer + 1));
+                for _ in 0..40 {
+                    let peers: Vec<Peer> = (0..1 + rng.below(12))
+                        .map(|_| random_peer(&mut rng, 8))
+                        .collect();
+                    session.cache_peers(&peers).await.expect("batch");
+                }
+            }));
+        }
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        let records = raw_hash(&session_key(&prefix, "shared", "peers")).await;
+        let unames = raw_hash(&session_key(&prefix, "shared", "uname")).await;
+        let phones = raw_hash(&session_key(&prefix, "shared", "phone")).await;
+        let peers: Vec<Peer> = records.values().map(|r| decode_stored_peer(r)).collect();
+        let mut listed_names = RawHash::new();
+        let mut listed_phones = RawHash::new();
+        for peer in &peers {
+            let id = peer.id.marked().to_string().into_bytes();
+            for key in peer.username_keys() {
+                let previous = listed_names.insert(key.clone().into_bytes(), id.clone());
+                assert!(
+                    previous.is_none(),
+                    "two peers list username {key}: {peers:?}"
+                );
+            }
+            if let Some(phone) = &peer.phone {
+                let previous = listed_phones.insert(phone.clone().into_bytes(), id.clone());
+                assert!(
+                    previous.is_none(),
+                    "two peers list phone {phone}: {peers:?}"
+                );
+            }
+        }
+        assert_eq!(unames, listed_names, "the username index");
+        assert_eq!(phones, listed_phones, "the phone index");
+    })
+    .await;
+}
+
+/// The one rule the store applies in Lua: a header or DC write moves
+/// `updated_at_ms` to the larger of the stored time and its own, and sets
+/// exactly the fields it names. Random writes (times going back and forth,
+/// i64 extremes, values 2^53 apart by one that Lua's doubles cannot tell
+/// apart) must leave the header `SessionHeader::apply` computes.
+#[tokio::test]
+async fn header_writes_match_session_header_apply() {
+    scoped(|store, _prefix| async move {
+        let backend = store.backend().clone();
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        const TIMES: [i64; 9] = [
+            0,
+            1,
+            1_700_000_000_000,
+            1 << 53,
+            (1 << 53) + 1,
+            i64::MAX - 1,
+            i64::MAX,
+            -1,
+            i64::MIN,
+        ];
+        for round in 0..4 {
+            let name = format!("h{round}");
+            store.create(&name).await.expect("create");
+            let mut want = backend.header(&name).await.expect("header");
+            for step in 0..60 {
+                let at = TIMES[rng.below(TIMES.len() as u64) as usize];
+                if rng.chance(25) {
+                    let dc = DcOption::new(1 + rng.below(5) as i32, None, None);
+                    backend
+                        .write_dc_option(&name, &dc, at)
+                        .await
+                        .expect("dc write");
+                    want.apply(&HeaderWrite::at(at));
+                } else {
+                    let mut write = HeaderWrite::at(at);
+                    if rng.chance(40) {
+                        write.home_dc = Some(1 + rng.below(5) as i32);
+                    }
+                    if rng.chance(40) {
+                        write.self_user = Some(rng.chance(50).then(|| SelfUser {
+                            id: 1 + rng.below(1_000) as i64,
+                            is_bot: rng.chance(50),
+                        }));
+                    }
+                    if rng.chance(40) {
+                        write.api_id = Some(rng.chance(50).then(|| rng.below(99_999) as i32));
+                    }
+                    if rng.chance(40) {
+                        write.test_mode = Some(rng.chance(50));
+                    }
+                    if rng.chance(40) {
+                        write.takeout_id = Some(rng.chance(50).then(|| rng.next() as i64));
+                    }
+                    backend.write_header(&name, &write).await.expect("write");
+                    want.apply(&write);
+                }
+                let got = backend.header(&name).await.expect("header");
+                assert_eq!(got, want, "round {round} step {step} (time {at})");
+            }
         }
     })
     .await;
@@ -538,4 +798,103 @@ async fn a_bad_tls_root_certificate_is_invalid_input() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
     assert!(err.to_string().contains("root certificate"), "{err}");
     assert!(!format!("{err} {err:?}").contains("hunter2"));
+}
+
+/// Keys as the previous version wrote them (its Lua merge script encoded
+/// empty lists as `{}` and kinds as numbers; leases `{expires}:{owner}`):
+/// the store reads them, moves a username off such a record, and honours
+/// the lease. Schema version 1 is unchanged, so no migration is needed.
+#[tokio::test]
+async fn keys_written_by_the_previous_version_read_and_update() {
+    scoped(|_store, prefix| async move {
+        let s = |suffix: &str| session_key(&prefix, "old", suffix);
+        for (key, field, value) in [
+            (s("meta"), "home_dc", "4"),
+            (s("meta"), "test_mode", "0"),
+            (s("meta"), "created", "1000"),
+            (s("meta"), "updated", "2000"),
+            (s("meta"), "api_id", "77"),
+            (
+                s("peers"),
+                "5",
+                r#"{"i":"5","t":1,"h":"-9","m":false,"u":{},"k":{},"n":"five"}"#,
+            ),
+            (
+                s("peers"),
+                "6",
+                r#"{"i":"6","t":2.0,"h":"8","m":true,"u":["Bob"],"k":["bob"],"p":"123"}"#,
+            ),
+            (s("uname"), "bob", "6"),
+            (s("phone"), "123", "6"),
+            (s("state"), "pts", "10"),
+            (s("channels"), "9", "90"),
+        ] {
+            redis_set(&key, Some(field.as_bytes()), value.as_bytes()).await;
+        }
+        let mut con = raw_connection(&test_url()).await.expect("connect");
+        let _: i64 = redis::cmd("ZADD")
+            .arg(format!("{prefix}:sessions"))
+            .arg(0)
+            .arg("old")
+            .query_async(&mut con)
+            .await
+            .expect("zadd");
+        let until = session_core::lease::now_ms() + 60_000;
+        redis_set(
+            &format!("{prefix}:lease:{{{}}}", hex_of("old")),
+            None,
+            format!("{until}:someone").as_bytes(),
+        )
+        .await;
+
+        let store = Store::new(
+            RedisStore::builder(&test_url())
+                .prefix(&prefix)
+                .open()
+                .await
+                .expect("open"),
+        );
+        let old = store.session("old").expect("name");
+        let header = old.header().await.expect("header");
+        assert_eq!((header.home_dc, header.api_id), (4, Some(77)));
+        assert_eq!((header.created_at_ms, header.updated_at_ms), (1000, 2000));
+        let five = old
+            .peer(PeerId::user(5).expect("id"))
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(five.usernames, Some(vec![]));
+        assert_eq!(five.kind, Some(PeerKind::User));
+        let six = old
+            .peer_by_phone("123")
+            .await
+            .expect("read")
+            .expect("owner");
+        assert_eq!(six.kind, Some(PeerKind::Bot));
+        assert_eq!(six.access_hash, Some(session_core::AccessHash::min(8)));
+        assert_eq!(old.update_state().await.expect("state").channels[&9], 90);
+
+        old.cache_peer(&Peer::new(PeerId::user(5).expect("id")).with_username("BOB"))
+            .await
+            .expect("move bob");
+        assert_eq!(
+            raw_hash(&s("uname")).await,
+            [(b"bob".to_vec(), b"5".to_vec())].into()
+        );
+        let six = old
+            .peer(PeerId::user(6).expect("id"))
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(six.usernames, Some(vec![]));
+        assert_eq!(six.phone.as_deref(), Some("123"));
+
+        let err = store
+            .acquire_lease("old", "me", Duration::from_secs(5))
+            .await
+            .expect_err("held");
+        assert_eq!(err.kind(), ErrorKind::LeaseHeld, "{err}");
+        assert!(err.to_string().contains("someone"), "{err}");
+    })
+    .await;
 }

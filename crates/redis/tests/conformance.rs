@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use session_conformance::StoreFactory;
-use session_core::{Error, Result, SessionStore};
+use session_core::{Error, Result, Store};
 use session_redis::RedisStore;
 
 use common::{drop_prefix, keys_under, raw_connection, test_url, unavailable, unique_prefix};
@@ -34,12 +32,12 @@ impl StoreFactory for RedisFactory {
         Ok(unique_prefix())
     }
 
-    async fn open(&self, namespace: &str) -> Result<Arc<dyn SessionStore>> {
+    async fn open(&self, namespace: &str) -> Result<Store> {
         let store = RedisStore::builder(&self.url)
             .prefix(namespace)
             .open()
             .await?;
-        Ok(Arc::new(store))
+        Ok(Store::new(store))
     }
 
     async fn write_schema_version(&self, namespace: &str, version: i64) -> Result<()> {

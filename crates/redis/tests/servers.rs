@@ -1,17 +1,17 @@
 //! Tests against `redis-server` processes started here, on their own
-//! loopback ports: surviving a restart, passwords, TLS, and that the store
-//! never scans the keyspace. The servers keep nothing on disk and are
-//! killed when each test ends.
+//! loopback ports: passwords, TLS, the commands opening sends, and that the
+//! store never scans the keyspace. The servers keep nothing on disk and are
+//! killed when each test ends. (Outages are in `outage.rs`.)
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use session_core::{Error, ErrorKind, Peer, PeerId, PeerKind, SessionStore, UpdateStateChange};
+use session_core::{Error, ErrorKind, Peer, PeerId, Store};
 use session_redis::RedisStore;
 
-use common::{TestServer, free_port};
+use common::{TestServer, free_port, redis_server_or_skip};
 
 const PASSWORD: &str = "s3cret-Pa55";
 
@@ -42,143 +42,31 @@ fn assert_no_password(err: &Error) {
 }
 
 #[tokio::test]
-async fn store_survives_a_server_restart() {
-    let port = free_port();
-    let mut server = TestServer::start(port, &["--requirepass", PASSWORD]);
-    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
-    let store = RedisStore::builder(&url)
-        .prefix("restart")
-        .open()
-        .await
-        .expect("open");
-    store.create("alice").await.expect("create");
-    store.set_home_dc("alice", 4).await.expect("write");
-    assert_eq!(store.home_dc("alice").await.expect("read"), 4);
-
-    server.kill();
-
-    // Every call while the server is down fails fast with Unavailable.
-    for attempt in 0..5 {
-        let started = Instant::now();
-        let result = tokio::time::timeout(Duration::from_secs(30), store.home_dc("alice"))
-            .await
-            .expect("a call to a stopped server must not hang");
-        let took = started.elapsed();
-        let err = result.expect_err("the server is down");
-        assert_unavailable_without_password(&err);
-        assert!(
-            took < Duration::from_secs(10),
-            "attempt {attempt} took {took:?}"
-        );
-    }
-    let err = store
-        .cache_peers("alice", &[Peer::new(PeerId::user(1).expect("id"))])
-        .await
-        .expect_err("down");
-    assert_unavailable_without_password(&err);
-    let err = store.list().await.expect_err("down");
-    assert_unavailable_without_password(&err);
-
-    server.restart();
-
-    // The same store instance reconnects by itself. The first call after the
-    // restart may still see the failed reconnection; poll within a bound.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let listed = loop {
-        match store.list().await {
-            Ok(names) => break names,
-            Err(err) => {
-                assert_unavailable_without_password(&err);
-                assert!(
-                    Instant::now() < deadline,
-                    "the store did not reconnect: {err}\n{}",
-                    server.log()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    // The server keeps nothing on disk, so the old data is gone.
-    assert!(listed.is_empty(), "{listed:?}");
-    let err = store
-        .home_dc("alice")
-        .await
-        .expect_err("gone with the restart");
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-
-    store.create("alice").await.expect("create after restart");
-    store
-        .set_home_dc("alice", 5)
-        .await
-        .expect("write after restart");
-    store
-        .set_update_state("alice", &UpdateStateChange::Channel { id: 9, pts: 10 })
-        .await
-        .expect("state after restart");
-    let peer = Peer::new(PeerId::user(7).expect("id"))
-        .with_kind(PeerKind::Bot)
-        .with_username("B");
-    store
-        .cache_peers("alice", std::slice::from_ref(&peer))
-        .await
-        .expect("scripts load again");
-    assert_eq!(store.home_dc("alice").await.expect("read"), 5);
-    assert_eq!(
-        store
-            .update_state("alice")
-            .await
-            .expect("read")
-            .channels
-            .get(&9),
-        Some(&10)
-    );
-    assert_eq!(
-        store.peer_by_username("alice", "b").await.expect("lookup"),
-        Some(peer)
-    );
-}
-
-#[tokio::test]
-async fn opening_while_the_server_is_down_is_unavailable_then_works() {
-    let port = free_port();
-    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
-    let started = Instant::now();
-    let err = RedisStore::open(&url)
-        .await
-        .expect_err("nothing listens yet");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_unavailable_without_password(&err);
-    let _server = TestServer::start(port, &["--requirepass", PASSWORD]);
-    let store = RedisStore::open(&url)
-        .await
-        .expect("open once the server is up");
-    store.create("x").await.expect("create");
-}
-
-#[tokio::test]
 async fn passwords_in_the_url() {
+    let Some(_) = redis_server_or_skip("passwords_in_the_url") else {
+        return;
+    };
     let port = free_port();
     let _server = TestServer::start(port, &["--requirepass", PASSWORD]);
 
     let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
-    let store = RedisStore::open(&url)
+    let redis = RedisStore::open(&url)
         .await
         .expect("the right password works");
+    let shown = format!("{redis:?} {}", redis.redacted_url());
+    let store = Store::new(redis);
     store.create("s").await.expect("create");
     assert_eq!(store.list().await.expect("list"), vec!["s".to_owned()]);
-    let shown = format!("{store:?} {}", store.redacted_url());
     assert!(!shown.contains(PASSWORD), "{shown}");
     assert!(shown.contains("redis://:***@127.0.0.1"), "{shown}");
 
     // ACL user syntax: the default user with its password.
     let url = format!("redis://default:{PASSWORD}@127.0.0.1:{port}");
-    let store = RedisStore::open(&url)
-        .await
-        .expect("user and password work");
+    let store = Store::new(
+        RedisStore::open(&url)
+            .await
+            .expect("user and password work"),
+    );
     assert!(store.exists("s").await.expect("exists"));
 
     let wrong = format!("redis://:{PASSWORD}-wrong@127.0.0.1:{port}");
@@ -272,6 +160,9 @@ fn make_certificates(dir: &std::path::Path) {
 
 #[tokio::test]
 async fn rediss_with_a_private_ca_and_a_password() {
+    let Some(_) = redis_server_or_skip("rediss_with_a_private_ca_and_a_password") else {
+        return;
+    };
     let certs = tempfile::tempdir().expect("temp dir");
     make_certificates(certs.path());
     let path = |name: &str| certs.path().join(name).display().to_string();
@@ -298,11 +189,13 @@ async fn rediss_with_a_private_ca_and_a_password() {
     let ca_pem = std::fs::read(certs.path().join("ca.crt")).expect("read CA");
     let url = format!("rediss://:{PASSWORD}@127.0.0.1:{port}");
 
-    let store = RedisStore::builder(&url)
-        .tls_root_certificate(ca_pem)
-        .open()
-        .await
-        .expect("TLS with the private CA works");
+    let store = Store::new(
+        RedisStore::builder(&url)
+            .tls_root_certificate(ca_pem)
+            .open()
+            .await
+            .expect("TLS with the private CA works"),
+    );
     store.create("tls").await.expect("create over TLS");
     store.set_home_dc("tls", 3).await.expect("write over TLS");
     assert_eq!(store.home_dc("tls").await.expect("read over TLS"), 3);
@@ -329,6 +222,9 @@ async fn rediss_with_a_private_ca_and_a_password() {
 
 #[tokio::test]
 async fn rediss_to_a_plain_server_is_unavailable() {
+    let Some(_) = redis_server_or_skip("rediss_to_a_plain_server_is_unavailable") else {
+        return;
+    };
     let port = free_port();
     let _server = TestServer::start(port, &[]);
     let url = format!("rediss://:{PASSWORD}@127.0.0.1:{port}");
@@ -346,10 +242,13 @@ async fn rediss_to_a_plain_server_is_unavailable() {
 /// server's command statistics are read before and after.
 #[tokio::test]
 async fn the_store_never_scans_the_keyspace() {
+    let Some(_) = redis_server_or_skip("the_store_never_scans_the_keyspace") else {
+        return;
+    };
     let port = free_port();
     let _server = TestServer::start(port, &[]);
     let url = format!("redis://127.0.0.1:{port}");
-    let store = RedisStore::open(&url).await.expect("open");
+    let store = Store::new(RedisStore::open(&url).await.expect("open"));
     for i in 0..50 {
         store.create(&format!("s{i}")).await.expect("create");
     }
@@ -383,4 +282,138 @@ async fn the_store_never_scans_the_keyspace() {
     for forbidden in ["cmdstat_keys:", "cmdstat_scan:"] {
         assert!(!stats.contains(forbidden), "{forbidden} was used:\n{stats}");
     }
+}
+
+/// Opening and reading the home key: with no password, connecting sends
+/// nothing (no `CLIENT SETINFO`, `HELLO` or `SELECT`); opening sends one
+/// pipeline (`SET NX` and `GET` of the schema key) and the home read one
+/// script. The server's command statistics are read after each step.
+#[tokio::test]
+async fn opening_and_reading_the_home_key_take_two_round_trips() {
+    let Some(_) = redis_server_or_skip("opening_and_reading_the_home_key_take_two_round_trips")
+    else {
+        return;
+    };
+    let port = free_port();
+    let _server = TestServer::start(port, &[]);
+    let url = format!("redis://127.0.0.1:{port}");
+    // Load the scripts once, as any earlier client would have.
+    let warm = Store::new(RedisStore::open(&url).await.expect("open"));
+    let session = warm.open("s").await.expect("create");
+    session.home_auth_key().await.expect("home");
+
+    let stats = || async {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut con)
+            .await
+            .expect("reset");
+        move |label: &'static str| async move {
+            let mut con = con;
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut con)
+                .await
+                .expect("info");
+            let calls: std::collections::BTreeMap<String, u64> = info
+                .lines()
+                .filter_map(|line| {
+                    let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                    let calls = rest
+                        .strip_prefix("calls=")?
+                        .split(',')
+                        .next()?
+                        .parse()
+                        .ok()?;
+                    Some((name.to_owned(), calls))
+                })
+                .filter(|(name, _)| name != "info" && name != "config|resetstat")
+                .collect();
+            eprintln!("{label}: {calls:?}");
+            calls
+        }
+    };
+    let read = stats().await;
+    let store = Store::new(RedisStore::open(&url).await.expect("open"));
+    let opened = read("open").await;
+    assert_eq!(
+        opened,
+        [("get".to_owned(), 1), ("set".to_owned(), 1)].into(),
+        "opening sends SET NX and GET of the schema key, in one pipeline"
+    );
+    let read = stats().await;
+    let key = store
+        .session("s")
+        .expect("name")
+        .home_auth_key()
+        .await
+        .expect("home");
+    assert_eq!(key, None);
+    let homed = read("home").await;
+    // One call from the client; the script's own commands are counted too.
+    assert_eq!(
+        homed.get("evalsha"),
+        Some(&1),
+        "the home read is one script"
+    );
+    assert!(
+        homed
+            .keys()
+            .all(|name| ["evalsha", "exists", "hgetall"].contains(&name.as_str())),
+        "{homed:?}"
+    );
+}
+
+/// `redis+unix://` URLs reach a server on a Unix socket, with the socket
+/// options redis-rs reads (`db=`, `pass=`) next to mtsession's (`prefix=`).
+#[tokio::test]
+async fn a_unix_socket_url_with_its_options() {
+    let Some(_) = redis_server_or_skip("a_unix_socket_url_with_its_options") else {
+        return;
+    };
+    let port = free_port();
+    let sockets = tempfile::tempdir().expect("temp dir");
+    let socket = sockets.path().join("redis.sock");
+    let socket_text = socket.display().to_string();
+    let _server = TestServer::start(
+        port,
+        &[
+            "--unixsocket",
+            &socket_text,
+            "--unixsocketperm",
+            "700",
+            "--requirepass",
+            PASSWORD,
+        ],
+    );
+    let url = format!("redis+unix://{socket_text}?db=3&pass={PASSWORD}&prefix=sock");
+    let redis = RedisStore::open(&url).await.expect("open over the socket");
+    assert!(!format!("{redis:?}").contains(PASSWORD));
+    let store = Store::new(redis);
+    store.create("s").await.expect("create");
+    let client =
+        redis::Client::open(format!("redis://:{PASSWORD}@127.0.0.1:{port}/3")).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let version: Option<i64> = redis::cmd("GET")
+        .arg("sock:schema")
+        .query_async(&mut con)
+        .await
+        .expect("get");
+    assert_eq!(
+        version,
+        Some(session_redis::SCHEMA_VERSION),
+        "db=3 and prefix=sock"
+    );
+    let wrong = format!("redis+unix://{socket_text}?db=3&pass=wrong");
+    let err = RedisStore::open(&wrong).await.expect_err("wrong password");
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(!err.to_string().contains(PASSWORD), "{err}");
 }
