@@ -5,10 +5,11 @@ use std::time::Duration;
 use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DynIden, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTraitSelf, SchemaManager};
-use session_core::{Error, ErrorKind};
+use session_core::schema::check_version;
+use session_core::{Error, ErrorKind, OpenMode};
 
 use crate::config::Engine;
-use crate::error::{ErrorMapper, Fail, R};
+use crate::error::{ErrorMapper, R, is_missing_table};
 
 /// The schema version this build writes: the number of migrations it knows.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -68,7 +69,7 @@ impl Tables {
         }
     }
 
-    fn raw(&self, suffix: &str) -> String {
+    pub(crate) fn raw(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
 }
@@ -362,13 +363,49 @@ async fn has_table(db: &DatabaseConnection, name: &str) -> Result<bool, DbErr> {
     SchemaManager::new(db).has_table(name).await
 }
 
-/// What the namespace holds: the version in `{prefix}schema` and the
-/// names of applied migrations.
+/// What the namespace holds: the version in `{prefix}schema` and the names
+/// of the applied migrations, in one statement; `None` when a table is
+/// missing.
+async fn stored_versions_fast(
+    db: &DatabaseConnection,
+    engine: Engine,
+    tables: &Tables,
+) -> Result<Option<(i64, Vec<String>)>, DbErr> {
+    let sql = format!(
+        "SELECT version, NULL FROM {} WHERE id = 1 UNION ALL SELECT NULL, version FROM {}",
+        tables.schema, tables.migrations
+    );
+    let rows = match db
+        .query_all_raw(Statement::from_string(backend(engine), sql))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) if is_missing_table(&err) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut version = 0;
+    let mut applied = Vec::new();
+    for row in rows {
+        if let Some(v) = row.try_get_by_index::<Option<i64>>(0)? {
+            version = v;
+        }
+        if let Some(name) = row.try_get_by_index::<Option<String>>(1)? {
+            applied.push(name);
+        }
+    }
+    Ok(Some((version, applied)))
+}
+
+/// Like [`stored_versions_fast`], for a namespace where a table may be
+/// missing: each table is looked for first.
 async fn stored_versions(
     db: &DatabaseConnection,
     engine: Engine,
     tables: &Tables,
 ) -> R<(i64, Vec<String>)> {
+    if let Some(found) = stored_versions_fast(db, engine, tables).await? {
+        return Ok(found);
+    }
     let mut version = 0;
     if has_table(db, &tables.raw("schema")).await? {
         let row = db
@@ -396,43 +433,65 @@ async fn stored_versions(
     Ok((version, applied))
 }
 
-fn refuse_newer(engine: Engine, tables: &Tables, version: i64, applied: &[String]) -> R<()> {
-    let unknown = applied
-        .iter()
-        .filter(|name| !MIGRATIONS.contains(&name.as_str()))
-        .count();
-    let found = version.max(i64::try_from(applied.len()).unwrap_or(i64::MAX));
-    if version > SCHEMA_VERSION || unknown > 0 {
-        return Err(Fail::Domain(Error::UnsupportedSchemaVersion {
-            what: format!("{engine} tables with prefix {:?}", tables.prefix),
-            found: found.max(SCHEMA_VERSION + 1),
-            supported: SCHEMA_VERSION,
-        }));
-    }
-    Ok(())
+/// How error messages name a namespace.
+pub(crate) fn describe(engine: Engine, tables: &Tables, place: &str) -> String {
+    format!(
+        "the {engine} tables with prefix {:?} in {place}",
+        tables.prefix
+    )
 }
 
-/// Refuses newer data, then applies pending migrations and records the
-/// schema version. Safe to run from several processes at once: a losing
-/// racer re-reads what the winner applied.
-pub(crate) async fn migrate(
+/// Refuses data written by a newer build: a newer recorded version, or a
+/// migration this build does not know.
+fn refuse_newer(what: &str, version: i64, applied: &[String]) -> R<()> {
+    let unknown = applied
+        .iter()
+        .any(|name| !MIGRATIONS.contains(&name.as_str()));
+    let mut found = version.max(i64::try_from(applied.len()).unwrap_or(i64::MAX));
+    if unknown {
+        found = found.max(SCHEMA_VERSION + 1);
+    }
+    if found == 0 {
+        return Ok(());
+    }
+    Ok(check_version(what, found, SCHEMA_VERSION)?)
+}
+
+/// Whether the namespace is at this build's version, with every migration applied.
+fn up_to_date(version: i64, applied: &[String]) -> bool {
+    version == SCHEMA_VERSION
+        && applied.len() == MIGRATIONS.len()
+        && MIGRATIONS.iter().all(|m| applied.iter().any(|a| a == m))
+}
+
+/// Checks the namespace as `mode` allows: refuses newer data, and then in
+/// [`OpenMode::Create`] (and for an older store in [`OpenMode::ReadWrite`])
+/// applies pending migrations and records the version. When the namespace
+/// is up to date this is one statement. Safe to run from several processes
+/// at once: a losing racer re-reads what the winner applied.
+pub(crate) async fn prepare(
     db: &DatabaseConnection,
     engine: Engine,
     tables: &Tables,
     errors: &ErrorMapper,
+    mode: OpenMode,
 ) -> session_core::Result<()> {
+    let what = describe(engine, tables, &errors.place);
     let mut attempt = 0;
     loop {
-        match migrate_once(db, engine, tables).await {
+        match prepare_once(db, engine, tables, &what, mode).await {
             Ok(()) => return Ok(()),
             Err(fail) => {
                 let err = errors.finish(fail);
                 // Another opener may be creating the same tables right now;
-                // a lost server or newer data is final.
-                let retry = !matches!(
-                    err.kind(),
-                    ErrorKind::Unavailable | ErrorKind::UnsupportedSchemaVersion
-                );
+                // a lost server, newer data or a missing store is final.
+                let retry = mode == OpenMode::Create
+                    && !matches!(
+                        err.kind(),
+                        ErrorKind::Unavailable
+                            | ErrorKind::UnsupportedSchemaVersion
+                            | ErrorKind::NotFound
+                    );
                 if !retry || attempt >= 5 {
                     return Err(err);
                 }
@@ -443,16 +502,52 @@ pub(crate) async fn migrate(
     }
 }
 
-async fn migrate_once(db: &DatabaseConnection, engine: Engine, tables: &Tables) -> R<()> {
-    let (version, applied) = stored_versions(db, engine, tables).await?;
-    refuse_newer(engine, tables, version, &applied)?;
-    if version == SCHEMA_VERSION && applied.len() == MIGRATIONS.len() {
+async fn prepare_once(
+    db: &DatabaseConnection,
+    engine: Engine,
+    tables: &Tables,
+    what: &str,
+    mode: OpenMode,
+) -> R<()> {
+    let (version, applied) = match stored_versions_fast(db, engine, tables).await? {
+        Some(found) => found,
+        None => stored_versions(db, engine, tables).await?,
+    };
+    refuse_newer(what, version, &applied)?;
+    if up_to_date(version, &applied) {
         return Ok(());
+    }
+    let empty = version == 0 && applied.is_empty();
+    match mode {
+        OpenMode::Create => {}
+        OpenMode::ReadWrite if !empty => {}
+        OpenMode::ReadWrite | OpenMode::ReadOnly if empty => {
+            return Err(Error::NotFound {
+                what: format!(
+                    "an mtsession store in {what} (open it with OpenMode::Create to make one)"
+                ),
+            }
+            .into());
+        }
+        OpenMode::ReadWrite | OpenMode::ReadOnly => {
+            return Err(Error::unsupported(
+                engine.name(),
+                format!(
+                    "reading {what} read-only: it has schema version {version} and needs \
+                     migrating to {SCHEMA_VERSION}; open it for writing once"
+                ),
+            )
+            .into());
+        }
     }
     let mysql_collation = match engine {
         Engine::MySql => mysql_collation(db).await?,
         Engine::Sqlite | Engine::Postgres => String::new(),
     };
+    if engine == Engine::Sqlite {
+        // Readers never block the writer, and a commit appends to the log.
+        db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+    }
     let migrator = Migrator {
         engine,
         tables: tables.clone(),
@@ -473,7 +568,7 @@ async fn migrate_once(db: &DatabaseConnection, engine: Engine, tables: &Tables) 
     };
     db.execute_unprepared(&upsert).await?;
     let (version, applied) = stored_versions(db, engine, tables).await?;
-    refuse_newer(engine, tables, version, &applied)
+    refuse_newer(what, version, &applied)
 }
 
 /// Drops every table of the prefix (children first). Missing tables are fine.

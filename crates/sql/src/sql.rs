@@ -1,53 +1,82 @@
-//! A small statement writer that knows each engine's placeholders and
-//! upsert syntax.
+//! Writing SQL for one engine: placeholders, upserts, `GREATEST`, row
+//! locks, and statements with bound values.
+//!
+//! Statement texts are written once with `?` placeholders and numbered for
+//! PostgreSQL (`$1`, `$2`, ...); a text that does not change between calls
+//! is prepared once per connection and reused (the driver caches prepared
+//! statements by text).
 
 use sea_orm::{Statement, Value};
 
 use crate::config::Engine;
 use crate::migration::backend;
 
-/// A list of keys to match with `IN`.
-#[derive(Clone, Debug)]
-pub(crate) enum Keys {
-    /// BIGINT keys.
-    Ids(Vec<i64>),
-    /// Text keys.
-    Texts(Vec<String>),
-    /// Binary keys.
-    Bytes(Vec<Vec<u8>>),
+/// `?` placeholders numbered `$1`, `$2`, ... for PostgreSQL; unchanged
+/// elsewhere. The texts this crate writes hold no `?` inside literals.
+pub(crate) fn numbered(engine: Engine, text: &str) -> String {
+    if engine != Engine::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
-impl Keys {
-    /// The keys in pieces of at most `n`.
-    pub(crate) fn chunks(&self, n: usize) -> Vec<Keys> {
-        let n = n.max(1);
-        match self {
-            Keys::Ids(v) => v.chunks(n).map(|c| Keys::Ids(c.to_vec())).collect(),
-            Keys::Texts(v) => v.chunks(n).map(|c| Keys::Texts(c.to_vec())).collect(),
-            Keys::Bytes(v) => v.chunks(n).map(|c| Keys::Bytes(c.to_vec())).collect(),
+/// The upsert clause: on a conflict on `keys`, overwrite `columns` with the
+/// values of the row being inserted.
+pub(crate) fn upsert(engine: Engine, keys: &[&str], columns: &[&str]) -> String {
+    match engine {
+        Engine::Sqlite | Engine::Postgres => {
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                sets.join(", ")
+            )
         }
-    }
-
-    fn into_values(self) -> Vec<Value> {
-        match self {
-            Keys::Ids(v) => v.into_iter().map(Value::from).collect(),
-            Keys::Texts(v) => v.into_iter().map(Value::from).collect(),
-            Keys::Bytes(v) => v.into_iter().map(Value::from).collect(),
-        }
-    }
-
-    /// The keys as one PostgreSQL array parameter.
-    #[cfg(feature = "postgres")]
-    fn into_array(self) -> Value {
-        match self {
-            Keys::Ids(v) => Value::from(v),
-            Keys::Texts(v) => Value::from(v),
-            Keys::Bytes(v) => Value::from(v),
+        Engine::MySql => {
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect();
+            format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
         }
     }
 }
 
-/// SQL text with bound values, written for one engine.
+/// The engine's two-argument maximum.
+pub(crate) fn greatest(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "MAX",
+        Engine::Postgres | Engine::MySql => "GREATEST",
+    }
+}
+
+/// The row lock that serializes writers of one session: `FOR NO KEY UPDATE`
+/// on PostgreSQL (foreign-key checks of other writers are not blocked),
+/// `FOR UPDATE` on MySQL, nothing on SQLite, whose write transactions are
+/// serialized by `BEGIN IMMEDIATE`.
+pub(crate) fn lock_clause(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "",
+        Engine::Postgres => " FOR NO KEY UPDATE",
+        Engine::MySql => " FOR UPDATE",
+    }
+}
+
+/// A statement with bound values.
 #[derive(Debug)]
 pub(crate) struct Sql {
     engine: Engine,
@@ -61,6 +90,15 @@ impl Sql {
             engine,
             text: String::with_capacity(256),
             values: Vec::new(),
+        }
+    }
+
+    /// A prepared text (already numbered) with its values.
+    pub(crate) fn with(engine: Engine, text: &str, values: Vec<Value>) -> Sql {
+        Sql {
+            engine,
+            text: text.to_owned(),
+            values,
         }
     }
 
@@ -97,34 +135,6 @@ impl Sql {
         self
     }
 
-    /// Appends a test that `column` is one of `keys`: `column IN (?, ?, ...)`,
-    /// or `column = ANY($n)` with one array parameter on PostgreSQL, whose
-    /// plan does not depend on how many keys there are.
-    pub(crate) fn in_keys(&mut self, column: &str, keys: Keys) -> &mut Self {
-        #[cfg(feature = "postgres")]
-        if self.engine == Engine::Postgres {
-            self.text.push_str(column);
-            self.text.push_str(" = ANY(");
-            self.bind(keys.into_array());
-            self.text.push(')');
-            return self;
-        }
-        self.text.push_str(column);
-        self.text.push_str(" IN (");
-        self.bind_list(keys.into_values());
-        self.text.push(')');
-        self
-    }
-
-    /// On PostgreSQL, appends `unnest($n)` for the keys, as a table to join.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn unnest(&mut self, keys: Keys) -> &mut Self {
-        self.text.push_str("unnest(");
-        self.bind(keys.into_array());
-        self.text.push(')');
-        self
-    }
-
     /// Appends `(v1, v2, ...)` rows separated by commas.
     pub(crate) fn bind_rows(&mut self, rows: impl IntoIterator<Item = Vec<Value>>) -> &mut Self {
         for (i, row) in rows.into_iter().enumerate() {
@@ -138,59 +148,10 @@ impl Sql {
         self
     }
 
-    /// Appends the upsert clause: on a conflict on `keys`, overwrite `columns`
-    /// with the values of the row being inserted (or do nothing when
-    /// `columns` is empty).
-    pub(crate) fn on_conflict_update(&mut self, keys: &[&str], columns: &[&str]) -> &mut Self {
-        match self.engine {
-            Engine::Sqlite | Engine::Postgres => {
-                self.text.push_str(" ON CONFLICT (");
-                self.text.push_str(&keys.join(", "));
-                if columns.is_empty() {
-                    self.text.push_str(") DO NOTHING");
-                } else {
-                    self.text.push_str(") DO UPDATE SET ");
-                    let sets: Vec<String> = columns
-                        .iter()
-                        .map(|c| format!("{c} = excluded.{c}"))
-                        .collect();
-                    self.text.push_str(&sets.join(", "));
-                }
-            }
-            Engine::MySql => {
-                self.text.push_str(" ON DUPLICATE KEY UPDATE ");
-                let sets: Vec<String> = if columns.is_empty() {
-                    keys.iter().take(1).map(|c| format!("{c} = {c}")).collect()
-                } else {
-                    columns
-                        .iter()
-                        .map(|c| format!("{c} = VALUES({c})"))
-                        .collect()
-                };
-                self.text.push_str(&sets.join(", "));
-            }
-        }
-        self
-    }
-
-    /// The engine's `GREATEST` function.
-    pub(crate) fn greatest(&self) -> &'static str {
-        match self.engine {
-            Engine::Sqlite => "MAX",
-            Engine::Postgres | Engine::MySql => "GREATEST",
-        }
-    }
-
-    /// The row lock that serializes writers of one session: `FOR NO KEY
-    /// UPDATE` on PostgreSQL (so foreign-key checks of other writers are not
-    /// blocked), `FOR UPDATE` on MySQL, nothing on SQLite, whose write
-    /// transactions are serialized by `BEGIN IMMEDIATE`.
-    pub(crate) fn lock_clause(&self) -> &'static str {
-        match self.engine {
-            Engine::Sqlite => "",
-            Engine::Postgres => " FOR NO KEY UPDATE",
-            Engine::MySql => " FOR UPDATE",
-        }
+    /// The text written so far.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> &str {
+        &self.text
     }
 
     pub(crate) fn build(self) -> Statement {
@@ -198,16 +159,33 @@ impl Sql {
     }
 }
 
-/// The most placeholders one statement may carry on an engine.
-pub(crate) fn max_params(engine: Engine, sqlite_limit: usize) -> usize {
+/// The most placeholders one statement may carry on an engine (SQLite's
+/// limit since 3.32; PostgreSQL and MySQL count them in 16 bits).
+pub(crate) fn max_params(engine: Engine) -> usize {
     match engine {
-        Engine::Sqlite => sqlite_limit,
-        // Both protocols count parameters in a u16.
+        Engine::Sqlite => 32_766,
         Engine::Postgres | Engine::MySql => 65_535,
     }
 }
 
-/// Rows per multi-row statement: as many as the parameter limit allows, at most 1000.
-pub(crate) fn rows_per_chunk(max_params: usize, columns: usize) -> usize {
-    (max_params.saturating_sub(8) / columns.max(1)).clamp(1, 1000)
+/// Rows per multi-row statement: as many as the parameter limit allows.
+pub(crate) fn rows_per_statement(engine: Engine, columns: usize) -> usize {
+    (max_params(engine).saturating_sub(8) / columns.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            numbered(Engine::Postgres, "a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+        assert_eq!(numbered(Engine::MySql, "a = ?"), "a = ?");
+        let mut q = Sql::new(Engine::Postgres);
+        q.push("x = ").bind(1i64).push(", y = ").bind(2i64);
+        assert_eq!(q.text(), "x = $1, y = $2");
+    }
 }

@@ -1,212 +1,315 @@
-//! [`SqlStore`]: the [`SessionStore`] over sea-orm.
+//! [`SqlStore`]: the [`SessionBackend`] over sea-orm.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddrV4, SocketAddrV6};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sea_orm::{
-    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    IsolationLevel, QueryResult, SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    TryGetable, Value,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel,
+    QueryResult, SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
-use session_core::lease::{now_ms, validate_lease};
-use session_core::model::{DEFAULT_HOME_DC, normalize_username};
+use session_core::backend::{decide_release, import_times};
 use session_core::{
-    AccessHash, AuthKey, Capabilities, DcOption, Error, FileKind, LeaseInfo, Peer, PeerId,
-    PeerKind, PeerTable, Result, SelfUser, SentFile, SentFileKey, SessionData, SessionMeta,
-    SessionStore, UpdateState, UpdateStateChange,
+    AuthKey, Capabilities, ChannelsWrite, DcOption, Error, FileKind, HeaderWrite, ImportMode,
+    LeaseInfo, LeaseRequest, OpenMode, Peer, PeerBatch, PeerId, Result, SelfUser, SentFile,
+    SentFileKey, SessionBackend, SessionData, SessionHeader, UpdateState, UpdateStateWrite,
 };
 
-use crate::config::{Engine, SqlStoreBuilder, redact_url, url_password};
-use crate::error::{ErrorMapper, Fail, R, is_transient, is_unique_violation};
+use crate::config::{Engine, Settings, SqlStoreBuilder, Target};
+use crate::connect::{self, Health};
+use crate::error::{Access, ErrorMapper, Fail, R, Verdict, is_unique_violation};
 use crate::migration::{self, SCHEMA_VERSION, Tables};
-use crate::sql::{Keys, Sql, max_params, rows_per_chunk};
+use crate::peers::{self, PeerSql, insert_rows};
+use crate::sql::{Sql, greatest, lock_clause, numbered, upsert};
 
-/// How often an attempt rolled back by a deadlock, a serialization failure
-/// or a busy SQLite database is run again before the error is returned.
-const MAX_RETRIES: u32 = 8;
+/// Attempts a call makes at most after deadlocks and serialization
+/// failures (while the busy timeout lasts).
+const MAX_ATTEMPTS: u32 = 50;
 
-/// The longest lowercased username the username index holds, in bytes.
-/// Usernames are at most 1024 bytes; lowercasing grows UTF-8 by at most half.
-const MAX_USERNAME_KEY_LEN: usize = 1600;
-
-/// Runs `$body` (an expression of type `R<T>`, usually an async block's
-/// content) and retries it while it fails transiently.
-macro_rules! attempt {
-    ($self:ident, $body:block) => {{
-        let mut tries = 0u32;
-        loop {
-            let result: R<_> = async $body.await;
-            match result {
-                Ok(value) => break Ok(value),
-                Err(fail) if tries < MAX_RETRIES && is_transient(&fail, $self.engine) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(5u64 << tries.min(6))).await;
-                }
-                Err(fail) => break Err($self.errors.finish(fail)),
-            }
-        }
-    }};
+tokio::task_local! {
+    /// Set once an attempt starts its `COMMIT`: if it runs out of time
+    /// then, the transaction may have been committed.
+    static COMMITTING: Arc<AtomicBool>;
 }
 
 /// A session store in SQLite, PostgreSQL or MySQL/MariaDB tables, through sea-orm.
 ///
-/// Open one with [`SqlStore::connect`] or [`SqlStore::builder`]. Cloning is
-/// cheap (the pool is shared).
+/// Open one with [`SqlStore::open`] or [`SqlStore::builder`], and use it
+/// through a [`Store`](session_core::Store) (`Store::new(store)`, or
+/// `store.open("name")` for one session). Cloning is cheap (the pool is
+/// shared).
 #[derive(Clone)]
 pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: DatabaseConnection,
     engine: Engine,
     tables: Tables,
+    q: Queries,
+    peers: PeerSql,
     errors: ErrorMapper,
-    redacted_url: String,
-    max_params: usize,
-    /// An in-memory SQLite database: neither durable nor shared.
+    health: Arc<Health>,
+    mode: OpenMode,
+    busy_timeout: Duration,
+    /// Servers: how long one attempt of a call may wait for answers.
+    response_timeout: Option<Duration>,
+    /// SQLite: writers of this process take turns here, so that only other
+    /// processes ever meet a locked file.
+    writer: Option<tokio::sync::Mutex<()>>,
+    /// A private in-memory SQLite database: neither durable nor shared.
     in_memory: bool,
 }
 
 impl fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlStore")
-            .field("engine", &self.engine)
-            .field("url", &self.redacted_url)
-            .field("table_prefix", &self.tables.prefix)
+            .field("engine", &self.inner.engine)
+            .field("place", &self.inner.errors.place)
+            .field("table_prefix", &self.inner.tables.prefix)
+            .field("mode", &self.inner.mode)
             .finish_non_exhaustive()
     }
 }
 
-impl SqlStoreBuilder {
-    /// Connects, refuses data written by a newer schema version, applies
-    /// pending migrations and returns the store.
-    ///
-    /// Fails with `Unavailable` when the server cannot be reached within the
-    /// connect timeout, `UnsupportedSchemaVersion` for newer data (nothing is
-    /// changed then), `InvalidInput` for a bad URL.
-    pub async fn open(self) -> Result<SqlStore> {
-        let (db, errors) = connect(&self).await?;
-        let tables = Tables::new(self.engine, &self.table_prefix);
-        migration::migrate(&db, self.engine, &tables, &errors).await?;
-        let sqlite_limit = match self.engine {
-            Engine::Sqlite => sqlite_param_limit(&db).await.map_err(|e| errors.db(e))?,
-            Engine::Postgres | Engine::MySql => 0,
-        };
-        Ok(SqlStore {
-            engine: self.engine,
-            tables,
-            errors,
-            redacted_url: redact_url(&self.driver_url),
-            max_params: max_params(self.engine, sqlite_limit),
-            in_memory: self.is_sqlite_memory(),
-            db,
-        })
-    }
+/// The header columns, in the order [`header_from`] reads them.
+const HEADER: &str = "home_dc, self_user_id, self_is_bot, api_id, test_mode, takeout_id, \
+     created_at_ms, updated_at_ms";
 
-    /// Drops every table of the builder's prefix (the store's whole
-    /// namespace) without opening a store, so it works on data of any
-    /// schema version. Missing tables are not an error.
-    pub async fn drop_tables(self) -> Result<()> {
-        let (db, errors) = connect(&self).await?;
-        let tables = Tables::new(self.engine, &self.table_prefix);
-        let result = migration::drop_tables(&db, self.engine, &tables).await;
-        let _ = db.close().await;
-        result.map_err(|e| errors.db(e))
-    }
+/// The session row's columns, as an import writes them.
+const SESSION_COLUMNS: [&str; 13] = [
+    "session",
+    "home_dc",
+    "self_user_id",
+    "self_is_bot",
+    "api_id",
+    "test_mode",
+    "takeout_id",
+    "created_at_ms",
+    "updated_at_ms",
+    "state_pts",
+    "state_qts",
+    "state_date",
+    "state_seq",
+];
+
+/// The tables below `sessions`, parents first, with their columns besides `session`.
+const CHILD_TABLES: [(&str, &str); 5] = [
+    ("dc_options", "dc_id, ipv4, ipv6, auth_key"),
+    ("channel_pts", "channel_id, pts"),
+    (
+        "peers",
+        "id, kind, hash, hash_is_min, usernames_known, phone, name, last_seen",
+    ),
+    ("peer_usernames", "username_lower, peer_id, pos, username"),
+    ("sent_files", "md5, size, kind, file_id, access_hash"),
+];
+
+/// The statement texts that do not change between calls, numbered for the
+/// engine: each is prepared once per connection.
+#[derive(Debug)]
+struct Queries {
+    list: String,
+    exists: String,
+    delete: String,
+    header: String,
+    home: String,
+    update_state: String,
+    write_state_fields: String,
+    set_channel: String,
+    remove_channel: String,
+    delete_channels: String,
+    touch: String,
+    set_dc: String,
+    /// PostgreSQL: the DC and the session's time in one statement.
+    set_dc_touching: String,
+    sent_file: String,
+    cache_sent_file: String,
+    peer_count: String,
+    lock_session: String,
+    session_times: String,
+    insert_session: String,
+    delete_session: String,
+    lease: String,
+    insert_lease: String,
+    update_lease: String,
+    delete_lease: String,
+    export_state: String,
+    export_dcs: String,
+    export_channels: String,
+    export_files: String,
+    copy_session: String,
+    copy_children: Vec<String>,
 }
 
-/// Opens the pool, bounded by the connect timeout.
-async fn connect(builder: &SqlStoreBuilder) -> Result<(DatabaseConnection, ErrorMapper)> {
-    let engine = builder.engine;
-    let errors = ErrorMapper::new(engine, url_password(&builder.driver_url));
-    let memory = builder.is_sqlite_memory();
-    let mut options = ConnectOptions::new(builder.driver_url.clone());
-    options
-        .sqlx_logging(false)
-        .max_connections(if memory {
-            1
-        } else {
-            builder.max_connections.unwrap_or(10)
-        })
-        .min_connections(if memory { 1 } else { builder.min_connections })
-        .acquire_timeout(builder.acquire_timeout)
-        .idle_timeout(if memory { None } else { builder.idle_timeout })
-        .max_lifetime(if memory { None } else { builder.max_lifetime });
-    if let Some(name) = &builder.application_name {
-        options.set_application_name(name.clone());
+impl Queries {
+    fn new(engine: Engine, t: &Tables) -> Self {
+        let q = |text: String| numbered(engine, &text);
+        let lock = lock_clause(engine);
+        let max = greatest(engine);
+        let sessions = &t.sessions;
+        Queries {
+            list: q(format!("SELECT session FROM {sessions} ORDER BY session")),
+            exists: q(format!("SELECT 1 FROM {sessions} WHERE session = ?")),
+            delete: q(format!("DELETE FROM {sessions} WHERE session = ?")),
+            header: q(format!("SELECT {HEADER} FROM {sessions} WHERE session = ?")),
+            home: q(format!(
+                "SELECT s.home_dc, s.self_user_id, s.self_is_bot, s.api_id, s.test_mode, \
+                 s.takeout_id, s.created_at_ms, s.updated_at_ms, d.dc_id, d.ipv4, d.ipv6, \
+                 d.auth_key FROM {sessions} s LEFT JOIN {} d ON d.session = s.session \
+                 WHERE s.session = ?",
+                t.dc_options
+            )),
+            update_state: q(format!(
+                "SELECT s.state_pts, s.state_qts, s.state_date, s.state_seq, c.channel_id, c.pts \
+                 FROM {sessions} s LEFT JOIN {} c ON c.session = s.session WHERE s.session = ?",
+                t.channel_pts
+            )),
+            write_state_fields: q(format!(
+                "UPDATE {sessions} SET state_pts = COALESCE(?, state_pts), \
+                 state_qts = COALESCE(?, state_qts), state_date = COALESCE(?, state_date), \
+                 state_seq = COALESCE(?, state_seq) WHERE session = ?"
+            )),
+            set_channel: q(format!(
+                "INSERT INTO {} (session, channel_id, pts) SELECT session, ?, ? FROM {sessions} \
+                 WHERE session = ?{}",
+                t.channel_pts,
+                upsert(engine, &["session", "channel_id"], &["pts"])
+            )),
+            remove_channel: q(format!(
+                "DELETE FROM {} WHERE session = ? AND channel_id = ?",
+                t.channel_pts
+            )),
+            delete_channels: q(format!("DELETE FROM {} WHERE session = ?", t.channel_pts)),
+            touch: q(format!(
+                "UPDATE {sessions} SET updated_at_ms = {max}(updated_at_ms, ?) WHERE session = ?"
+            )),
+            set_dc: q(format!(
+                "INSERT INTO {} (session, dc_id, ipv4, ipv6, auth_key) VALUES (?, ?, ?, ?, ?){}",
+                t.dc_options,
+                upsert(engine, &["session", "dc_id"], &["ipv4", "ipv6", "auth_key"])
+            )),
+            set_dc_touching: q(format!(
+                "WITH s AS (UPDATE {sessions} SET updated_at_ms = {max}(updated_at_ms, ?) \
+                 WHERE session = ? RETURNING session) \
+                 INSERT INTO {} (session, dc_id, ipv4, ipv6, auth_key) \
+                 SELECT s.session, ?, ?, ?, ? FROM s{}",
+                t.dc_options,
+                upsert(engine, &["session", "dc_id"], &["ipv4", "ipv6", "auth_key"])
+            )),
+            sent_file: q(format!(
+                "SELECT f.file_id, f.access_hash FROM {sessions} s LEFT JOIN {} f \
+                 ON f.session = s.session AND f.md5 = ? AND f.size = ? AND f.kind = ? \
+                 WHERE s.session = ?",
+                t.sent_files
+            )),
+            cache_sent_file: q(format!(
+                "INSERT INTO {} (session, md5, size, kind, file_id, access_hash) \
+                 SELECT session, ?, ?, ?, ?, ? FROM {sessions} WHERE session = ?{}",
+                t.sent_files,
+                upsert(
+                    engine,
+                    &["session", "md5", "size", "kind"],
+                    &["file_id", "access_hash"]
+                )
+            )),
+            peer_count: q(format!(
+                "SELECT (SELECT COUNT(*) FROM {} p WHERE p.session = s.session) \
+                 FROM {sessions} s WHERE s.session = ?",
+                t.peers
+            )),
+            lock_session: q(format!("SELECT 1 FROM {sessions} WHERE session = ?{lock}")),
+            session_times: q(format!(
+                "SELECT session, created_at_ms, updated_at_ms FROM {sessions} \
+                 WHERE session IN (?, ?){lock}"
+            )),
+            insert_session: q(format!(
+                "INSERT INTO {sessions} ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                SESSION_COLUMNS.join(", ")
+            )),
+            delete_session: q(format!("DELETE FROM {sessions} WHERE session = ?")),
+            lease: q(format!(
+                "SELECT owner, expires_at_ms FROM {} WHERE session = ?{lock}",
+                t.leases
+            )),
+            insert_lease: q(format!(
+                "INSERT INTO {} (session, owner, expires_at_ms) VALUES (?, ?, ?)",
+                t.leases
+            )),
+            update_lease: q(format!(
+                "UPDATE {} SET owner = ?, expires_at_ms = ? WHERE session = ?",
+                t.leases
+            )),
+            delete_lease: q(format!("DELETE FROM {} WHERE session = ?", t.leases)),
+            export_state: q(format!(
+                "SELECT {HEADER}, state_pts, state_qts, state_date, state_seq FROM {sessions} \
+                 WHERE session = ?"
+            )),
+            export_dcs: q(format!(
+                "SELECT dc_id, ipv4, ipv6, auth_key FROM {} WHERE session = ?",
+                t.dc_options
+            )),
+            export_channels: q(format!(
+                "SELECT channel_id, pts FROM {} WHERE session = ?",
+                t.channel_pts
+            )),
+            export_files: q(format!(
+                "SELECT md5, size, kind, file_id, access_hash FROM {} WHERE session = ?",
+                t.sent_files
+            )),
+            copy_session: q(format!(
+                "INSERT INTO {sessions} ({}) SELECT ?, home_dc, self_user_id, self_is_bot, api_id, \
+                 test_mode, takeout_id, ?, ?, state_pts, state_qts, state_date, state_seq \
+                 FROM {sessions} WHERE session = ?",
+                SESSION_COLUMNS.join(", ")
+            )),
+            copy_children: CHILD_TABLES
+                .iter()
+                .map(|(suffix, columns)| {
+                    let table = crate::migration::quote(engine, &t.raw(suffix));
+                    q(format!(
+                        "INSERT INTO {table} (session, {columns}) SELECT ?, {columns} \
+                         FROM {table} WHERE session = ?"
+                    ))
+                })
+                .collect(),
+        }
     }
-    #[cfg(feature = "sqlite")]
-    {
-        let busy_timeout = builder.busy_timeout;
-        options.map_sqlx_sqlite_opts(move |o| {
-            let o = o
-                .create_if_missing(true)
-                .busy_timeout(busy_timeout)
-                .foreign_keys(true)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full);
-            if memory {
-                o
-            } else {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-            }
-        });
-    }
-    let timeout = builder.connect_timeout;
-    match tokio::time::timeout(timeout, Database::connect(options)).await {
-        Ok(Ok(db)) => Ok((db, errors)),
-        Ok(Err(err)) => Err(errors.db(err)),
-        Err(_) => Err(Error::Unavailable {
-            backend: engine.name(),
-            message: format!(
-                "no connection to {} within the connect timeout of {timeout:?}",
-                redact_url(&builder.driver_url)
-            ),
-            source: None,
-        }),
-    }
-}
-
-/// SQLite's limit on placeholders per statement: 32766 since 3.32, 999 before.
-async fn sqlite_param_limit(db: &DatabaseConnection) -> std::result::Result<usize, sea_orm::DbErr> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT sqlite_version()",
-        ))
-        .await?;
-    let version = match row {
-        Some(row) => row.try_get_by_index::<String>(0)?,
-        None => String::new(),
-    };
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    Ok(if (major, minor) >= (3, 32) {
-        32_766
-    } else {
-        999
-    })
 }
 
 impl SqlStore {
-    /// Opens the store a URL names, with the settings in its query string.
-    /// See [`SqlStoreBuilder::open`].
-    pub async fn connect(url: &str) -> Result<SqlStore> {
-        SqlStoreBuilder::new(url)?.open().await
+    /// Opens the store a URL names (`postgres://…`, `mysql://…`,
+    /// `mariadb://…`, `sql+sqlite:PATH`), with the options in its query
+    /// string, creating the tables (and the SQLite file, mode 0600) when
+    /// absent. See [`SqlStoreBuilder::open`].
+    pub async fn open(url: &str) -> Result<SqlStore> {
+        SqlStore::builder(url).open().await
     }
 
-    /// A builder for the URL, to change settings before opening.
-    pub fn builder(url: &str) -> Result<SqlStoreBuilder> {
+    /// A builder for the store at `url`, to change settings and the
+    /// [`OpenMode`] before opening.
+    pub fn builder(url: &str) -> SqlStoreBuilder {
         SqlStoreBuilder::new(url)
     }
 
     /// The engine behind the store.
     pub fn engine(&self) -> Engine {
-        self.engine
+        self.inner.engine
     }
 
     /// The prefix of the store's tables.
     pub fn table_prefix(&self) -> &str {
-        &self.tables.prefix
+        &self.inner.tables.prefix
+    }
+
+    /// The mode the store was opened in.
+    pub fn mode(&self) -> OpenMode {
+        self.inner.mode
     }
 
     /// The schema version this build writes.
@@ -216,13 +319,77 @@ impl SqlStore {
 
     /// The underlying sea-orm connection pool.
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+        &self.inner.db
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<()> {
-        let errors = self.errors.clone();
-        self.db.close().await.map_err(|e| errors.db(e))
+        let errors = self.inner.errors.clone();
+        self.inner
+            .db
+            .clone()
+            .close()
+            .await
+            .map_err(|e| errors.db(e))
+    }
+
+    /// The statements of the peer lookups and of a peer batch's context
+    /// query, with sample values for `session` (peer id 10, username
+    /// `user10`, phone `79990010`; the "many" ones with 10 000 ids, or as
+    /// many as one statement carries), as the store sends them: the tests read
+    /// their query plans to check that each one seeks its index.
+    #[doc(hidden)]
+    pub fn lookup_statements(
+        &self,
+        session: &str,
+    ) -> Result<Vec<(&'static str, sea_orm::Statement)>> {
+        let s = &self.inner;
+        let batch = PeerBatch::new(&[
+            Peer::new(PeerId::user(10)?)
+                .with_username("user10")
+                .with_phone("79990010"),
+            Peer::new(PeerId::user(11)?)
+                .with_username("user11")
+                .with_phone("79990011"),
+        ])?;
+        // As many as `batch_of_ten_thousand_peers` sends: ids 1..=10 000,
+        // usernames `user{i}`, phones `7999{i:04}`.
+        let many_ids: Vec<i64> = (1..=10_000).collect();
+        let many_ids = &many_ids[..many_ids.len().min(s.peers.ids_per_statement())];
+        let many = PeerBatch::new(
+            &(1..=10_000)
+                .map(|i| {
+                    Ok(Peer::new(PeerId::user(i)?)
+                        .with_username(format!("user{i}"))
+                        .with_phone(format!("7999{i:04}")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        Ok(vec![
+            (
+                "by id",
+                s.sql(&s.peers.by_id, vec![10i64.into(), session.into()]),
+            ),
+            ("by ids", s.peers.by_ids(session, &[10, 11, 12]).build()),
+            (
+                "by username",
+                s.sql(
+                    &s.peers.by_username,
+                    vec![b"user10".to_vec().into(), session.into()],
+                ),
+            ),
+            (
+                "by phone",
+                s.sql(&s.peers.by_phone, vec!["79990010".into(), session.into()]),
+            ),
+            ("batch context", s.peers.context_statement(session, &batch)),
+            ("many ids", s.peers.by_ids(session, many_ids).build()),
+            (
+                "many-peer batch context",
+                s.peers.context_statement(session, &many),
+            ),
+            ("peer count", s.sql(&s.q.peer_count, vec![session.into()])),
+        ])
     }
 
     /// Refreshes the engine's planner statistics for the store's tables
@@ -231,48 +398,386 @@ impl SqlStore {
     /// when autovacuum is off or has not caught up yet, since lookups that
     /// are planned on stale statistics can scan a whole session.
     pub async fn analyze(&self) -> Result<()> {
-        let t = &self.tables;
+        let t = &self.inner.tables;
         let tables = [
-            &t.sessions,
+            t.sessions.as_str(),
             &t.peers,
             &t.peer_usernames,
             &t.dc_options,
             &t.channel_pts,
             &t.sent_files,
         ];
-        let statements: Vec<String> = match self.engine {
-            Engine::Postgres => vec![format!(
-                "ANALYZE {}",
-                tables
-                    .iter()
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )],
-            Engine::MySql => vec![format!(
-                "ANALYZE TABLE {}",
-                tables
-                    .iter()
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )],
+        let statements: Vec<String> = match self.inner.engine {
+            Engine::Postgres => vec![format!("ANALYZE {}", tables.join(", "))],
+            Engine::MySql => vec![format!("ANALYZE TABLE {}", tables.join(", "))],
             Engine::Sqlite => tables.iter().map(|t| format!("ANALYZE {t}")).collect(),
         };
-        attempt!(self, {
-            for statement in &statements {
-                self.db.execute_unprepared(statement).await?;
+        let statements = &statements;
+        self.inner
+            .run(Access::Read, || async move {
+                for statement in statements {
+                    self.inner.db.execute_unprepared(statement).await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl SqlStoreBuilder {
+    /// Opens the store: connects, refuses data written by a newer schema
+    /// version, and (in [`OpenMode::Create`]) creates the tables or applies
+    /// pending migrations. When the tables are up to date this takes one
+    /// query.
+    ///
+    /// Fails with `InvalidInput` for a bad URL or option (naming the valid
+    /// ones), `Unavailable` when the server cannot be reached (a refused
+    /// connection at once, otherwise within the connect timeout; the message
+    /// names the host and port, never the password), `NotFound` when a
+    /// read-only or read-write open finds no store (or no SQLite file),
+    /// `UnsupportedSchemaVersion` for newer data (nothing is changed then).
+    pub async fn open(self) -> Result<SqlStore> {
+        let settings = self.settings()?;
+        open(settings).await
+    }
+
+    /// Drops every table of the store's prefix (its whole namespace)
+    /// without opening a store, so it works on data of any schema version.
+    /// Missing tables are not an error.
+    pub async fn drop_tables(self) -> Result<()> {
+        let mut settings = self.settings()?;
+        if settings.mode == OpenMode::ReadOnly {
+            return Err(Error::unsupported(
+                settings.engine.name(),
+                "dropping tables of a store opened read-only",
+            ));
+        }
+        settings.mode = OpenMode::ReadWrite;
+        if let Target::File(path) = &settings.target
+            && !path.exists()
+        {
+            return Ok(());
+        }
+        let health = Arc::new(Health::new());
+        let pool = connect::pool(&settings, &health)?;
+        let errors = mapper(&settings, pool.password.clone());
+        let tables = Tables::new(settings.engine, &settings.table_prefix);
+        let dropped = connect::first_contact(
+            async {
+                migration::drop_tables(&pool.db, settings.engine, &tables)
+                    .await
+                    .map_err(|e| errors.db(e))
+            },
+            pool.probe.as_ref(),
+            &errors,
+            settings.connect_timeout,
+        )
+        .await;
+        let _ = pool.db.close().await;
+        dropped
+    }
+}
+
+fn mapper(settings: &Settings, password: Option<String>) -> ErrorMapper {
+    ErrorMapper::new(
+        settings.engine,
+        settings.place(),
+        password,
+        settings.acquire_timeout,
+        settings.response_timeout,
+        settings.busy_timeout,
+    )
+}
+
+async fn open(settings: Settings) -> Result<SqlStore> {
+    let engine = settings.engine;
+    if let Target::File(path) = &settings.target {
+        crate::files::prepare(path, &settings.place(), settings.mode)?;
+    }
+    let health = Arc::new(Health::new());
+    let pool = connect::pool(&settings, &health)?;
+    let errors = mapper(&settings, pool.password.clone());
+    let tables = Tables::new(engine, &settings.table_prefix);
+    let prepared = connect::first_contact(
+        migration::prepare(&pool.db, engine, &tables, &errors, settings.mode),
+        pool.probe.as_ref(),
+        &errors,
+        settings.connect_timeout,
+    )
+    .await;
+    if let Err(err) = prepared {
+        let _ = pool.db.close().await;
+        return Err(err);
+    }
+    if engine == Engine::Postgres {
+        // A PostgreSQL connection costs a server process and, with the
+        // default `sslmode=prefer`, a TLS handshake: the first call reuses
+        // the one the open made (measured: 100 ms instead of 130 ms to open
+        // and read the home key over TLS). MySQL and SQLite connections are
+        // cheaper than the wait.
+        connect::settle(&pool.idle).await;
+    }
+    if let Target::File(path) = &settings.target
+        && settings.mode.writes()
+    {
+        crate::files::restrict_side_files(path);
+    }
+    Ok(SqlStore {
+        inner: Arc::new(Inner {
+            q: Queries::new(engine, &tables),
+            peers: PeerSql::new(engine, &tables),
+            db: pool.db,
+            engine,
+            tables,
+            errors,
+            health,
+            mode: settings.mode,
+            busy_timeout: settings.busy_timeout,
+            response_timeout: (engine != Engine::Sqlite).then_some(settings.response_timeout),
+            writer: (engine == Engine::Sqlite).then(|| tokio::sync::Mutex::new(())),
+            in_memory: settings.target == Target::Memory,
+        }),
+    })
+}
+
+/// Column `i` of a row.
+fn col<T: sea_orm::TryGetable>(
+    row: &QueryResult,
+    i: usize,
+) -> std::result::Result<T, sea_orm::DbErr> {
+    row.try_get_by_index(i)
+}
+
+fn header_from(row: &QueryResult, at: usize) -> R<SessionHeader> {
+    let self_id: Option<i64> = col(row, at + 1)?;
+    let is_bot: Option<bool> = col(row, at + 2)?;
+    Ok(SessionHeader {
+        home_dc: col(row, at)?,
+        self_user: self_id.map(|id| SelfUser {
+            id,
+            is_bot: is_bot.unwrap_or(false),
+        }),
+        api_id: col(row, at + 3)?,
+        test_mode: col(row, at + 4)?,
+        takeout_id: col(row, at + 5)?,
+        created_at_ms: col(row, at + 6)?,
+        updated_at_ms: col(row, at + 7)?,
+    })
+}
+
+fn dc_corrupt(id: i32, message: String) -> Fail {
+    Fail::Domain(Error::corrupt(
+        format!("the dc_options table (DC {id})"),
+        message,
+    ))
+}
+
+/// A DC option from `row` at column `at`; `None` for the NULL columns of a
+/// `LEFT JOIN` without a DC.
+fn dc_from(row: &QueryResult, at: usize) -> R<Option<DcOption>> {
+    let Some(id) = col::<Option<i32>>(row, at)? else {
+        return Ok(None);
+    };
+    let ipv4 = match col::<Option<String>>(row, at + 1)? {
+        Some(text) => Some(
+            text.parse::<SocketAddrV4>()
+                .map_err(|_| dc_corrupt(id, format!("IPv4 address {text:?} is not ADDR:PORT")))?,
+        ),
+        None => None,
+    };
+    let ipv6 = match col::<Option<String>>(row, at + 2)? {
+        Some(text) => Some(
+            text.parse::<SocketAddrV6>()
+                .map_err(|_| dc_corrupt(id, format!("IPv6 address {text:?} is not [ADDR]:PORT")))?,
+        ),
+        None => None,
+    };
+    let auth_key = match col::<Option<Vec<u8>>>(row, at + 3)? {
+        Some(mut bytes) => {
+            let key = AuthKey::from_slice(&bytes).map_err(|_| {
+                dc_corrupt(
+                    id,
+                    format!("the auth key is {} bytes; expected 256", bytes.len()),
+                )
+            });
+            bytes.fill(0);
+            Some(key?)
+        }
+        None => None,
+    };
+    Ok(Some(DcOption {
+        id,
+        ipv4,
+        ipv6,
+        auth_key,
+    }))
+}
+
+fn dc_values(session: &str, dc: &DcOption) -> Vec<Value> {
+    vec![
+        session.into(),
+        dc.id.into(),
+        dc.ipv4.map(|a| a.to_string()).into(),
+        dc.ipv6.map(|a| a.to_string()).into(),
+        dc.auth_key.as_ref().map(|k| k.expose().to_vec()).into(),
+    ]
+}
+
+fn sent_file_from(row: &QueryResult) -> R<(SentFileKey, SentFile)> {
+    let md5: Vec<u8> = col(row, 0)?;
+    let kind: i32 = col(row, 2)?;
+    let corrupt = |message: String| Fail::Domain(Error::corrupt("the sent_files table", message));
+    let md5: [u8; 16] = md5
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt(format!("an MD5 is {} bytes; expected 16", md5.len())))?;
+    let kind = FileKind::from_code(i64::from(kind))
+        .ok_or_else(|| corrupt(format!("file kind code {kind}; expected 0 or 1")))?;
+    Ok((
+        SentFileKey {
+            md5,
+            size: col(row, 1)?,
+            kind,
+        },
+        SentFile {
+            id: col(row, 3)?,
+            access_hash: col(row, 4)?,
+        },
+    ))
+}
+
+fn not_found(session: &str) -> Fail {
+    Fail::Domain(Error::session_not_found(session))
+}
+
+impl Inner {
+    fn sql(&self, text: &str, values: Vec<Value>) -> sea_orm::Statement {
+        Sql::with(self.engine, text, values).build()
+    }
+
+    async fn exec<C: ConnectionTrait>(&self, c: &C, text: &str, values: Vec<Value>) -> R<u64> {
+        Ok(c.execute_raw(self.sql(text, values)).await?.rows_affected())
+    }
+
+    async fn all<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        text: &str,
+        values: Vec<Value>,
+    ) -> R<Vec<QueryResult>> {
+        Ok(c.query_all_raw(self.sql(text, values)).await?)
+    }
+
+    async fn one<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        text: &str,
+        values: Vec<Value>,
+    ) -> R<Option<QueryResult>> {
+        Ok(c.query_one_raw(self.sql(text, values)).await?)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(Error::unsupported(
+                self.engine.name(),
+                format!(
+                    "writing to {}, which was opened read-only",
+                    self.errors.place
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs one call: `attempt` again after a deadlock, a serialization
+    /// failure or a busy SQLite file while the busy timeout lasts (in total,
+    /// never once per attempt), and once more on a checked connection after
+    /// a connection was lost before anything was applied. On a server, an
+    /// attempt that gets no answer within the response timeout is
+    /// abandoned, and the connection it held is closed (see `Health`).
+    async fn run<T, F, Fut>(&self, access: Access, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = R<T>>,
+    {
+        let writes = access != Access::Read;
+        if writes {
+            self.check_writable()?;
+        }
+        let started = Instant::now();
+        let deadline = started + self.busy_timeout;
+        let mut reconnected = false;
+        let mut attempts = 0u32;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            attempts += 1;
+            let turn = match (&self.writer, writes) {
+                (Some(writer), true) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, writer.lock()).await {
+                        Ok(turn) => Some(turn),
+                        Err(_) => {
+                            return Err(Error::Busy {
+                                what: self.errors.place.to_string(),
+                                waited: started.elapsed().min(self.busy_timeout),
+                                source: None,
+                            });
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let result = match self.response_timeout {
+                Some(limit) => self.bounded(limit, attempt()).await,
+                None => attempt().await,
+            };
+            drop(turn);
+            let fail = match result {
+                Ok(value) => return Ok(value),
+                Err(fail) => fail,
+            };
+            match self.errors.verdict(fail, access, started.elapsed()) {
+                Verdict::Done(err) => return Err(err),
+                Verdict::Reconnect(err) => {
+                    self.health.lost_connection();
+                    if reconnected {
+                        return Err(err);
+                    }
+                    reconnected = true;
+                }
+                Verdict::Contention(err) => {
+                    let now = Instant::now();
+                    if now + pause >= deadline || attempts >= MAX_ATTEMPTS {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
             }
-            Ok(())
-        })
+        }
     }
 
-    fn sql(&self) -> Sql {
-        Sql::new(self.engine)
-    }
-
-    fn chunk_rows(&self, columns: usize) -> usize {
-        rows_per_chunk(self.max_params, columns)
+    /// Runs one attempt for at most `limit`.
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        attempt: impl std::future::Future<Output = R<T>>,
+    ) -> R<T> {
+        let committing = Arc::new(AtomicBool::new(false));
+        let mut attempt = Box::pin(COMMITTING.scope(Arc::clone(&committing), attempt));
+        match tokio::time::timeout(limit, &mut attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Recorded before the attempt lets its connection go, so
+                // that the pool closes that connection when it comes back.
+                self.health.interrupted();
+                drop(attempt);
+                Err(Fail::TimedOut {
+                    committing: committing.load(Ordering::Acquire),
+                })
+            }
+        }
     }
 
     async fn begin_write(&self) -> R<DatabaseTransaction> {
@@ -299,588 +804,84 @@ impl SqlStore {
         Ok(self.db.begin_with_options(options).await?)
     }
 
-    async fn exec<C: ConnectionTrait>(&self, c: &C, sql: Sql) -> R<u64> {
-        Ok(c.execute_raw(sql.build()).await?.rows_affected())
+    async fn commit(&self, txn: DatabaseTransaction) -> R<()> {
+        let _ = COMMITTING.try_with(|c| c.store(true, Ordering::Release));
+        txn.commit().await.map_err(Fail::Commit)
     }
 
-    async fn all<C: ConnectionTrait>(&self, c: &C, sql: Sql) -> R<Vec<QueryResult>> {
-        Ok(c.query_all_raw(sql.build()).await?)
-    }
-
-    async fn one<C: ConnectionTrait>(&self, c: &C, sql: Sql) -> R<Option<QueryResult>> {
-        Ok(c.query_one_raw(sql.build()).await?)
-    }
-
-    async fn session_exists<C: ConnectionTrait>(&self, c: &C, session: &str) -> R<bool> {
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT 1 FROM {} WHERE session = ",
-            self.tables.sessions
-        ))
-        .bind(session);
-        Ok(self.one(c, q).await?.is_some())
+    /// Locks the session's row until the transaction ends; `NotFound` when
+    /// the session does not exist.
+    async fn lock_session(&self, txn: &DatabaseTransaction, session: &str) -> R<()> {
+        match self
+            .one(txn, &self.q.lock_session, vec![session.into()])
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(not_found(session)),
+        }
     }
 
     async fn require_session<C: ConnectionTrait>(&self, c: &C, session: &str) -> R<()> {
-        if self.session_exists(c, session).await? {
-            Ok(())
-        } else {
-            Err(Error::session_not_found(session).into())
+        match self.one(c, &self.q.exists, vec![session.into()]).await? {
+            Some(_) => Ok(()),
+            None => Err(not_found(session)),
         }
     }
 
-    /// Locks the session's row until the transaction ends; `false` if the
-    /// session does not exist.
-    async fn lock_session(&self, txn: &DatabaseTransaction, session: &str) -> R<bool> {
-        let mut q = self.sql();
-        let lock = q.lock_clause();
-        q.push(&format!(
-            "SELECT 1 FROM {} WHERE session = ",
-            self.tables.sessions
-        ))
-        .bind(session)
-        .push(lock);
-        Ok(self.one(txn, q).await?.is_some())
-    }
-
-    /// Runs an `UPDATE {sessions} SET {set} ... WHERE session = ?` that also
-    /// moves `updated_at_ms` forward; `NotFound` if no row matched.
-    async fn update_session<C: ConnectionTrait>(
+    /// The creation and update times of `a` and `b` (each `None` when
+    /// missing), locking the rows that exist.
+    async fn times_of(
         &self,
-        c: &C,
-        session: &str,
-        touch: bool,
-        set: impl FnOnce(&mut Sql),
-    ) -> R<()> {
-        let mut q = self.sql();
-        q.push(&format!("UPDATE {} SET ", self.tables.sessions));
-        set(&mut q);
-        if touch {
-            let greatest = q.greatest();
-            q.push(&format!(", updated_at_ms = {greatest}(updated_at_ms, "))
-                .bind(now_ms())
-                .push(")");
-        }
-        q.push(" WHERE session = ").bind(session);
-        if self.exec(c, q).await? == 0 {
-            return Err(Error::session_not_found(session).into());
-        }
-        Ok(())
-    }
-
-    async fn session_row<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        session: &str,
-        columns: &str,
-    ) -> R<QueryResult> {
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT {columns} FROM {} WHERE session = ",
-            self.tables.sessions
-        ))
-        .bind(session);
-        self.one(c, q)
-            .await?
-            .ok_or_else(|| Fail::Domain(Error::session_not_found(session)))
-    }
-
-    fn corrupt(&self, table: &str, message: impl Into<String>) -> Fail {
-        Fail::Domain(Error::corrupt(
-            format!("{} table {}{table}", self.engine, self.tables.prefix),
-            message,
-        ))
-    }
-
-    // ---- rows <-> model -------------------------------------------------
-
-    fn decode_dc(&self, row: &QueryResult) -> R<DcOption> {
-        let id: i32 = col(row, 0)?;
-        let ipv4: Option<String> = col(row, 1)?;
-        let ipv6: Option<String> = col(row, 2)?;
-        let key: Option<Vec<u8>> = col(row, 3)?;
-        let ipv4 = match ipv4 {
-            Some(text) => Some(text.parse::<SocketAddrV4>().map_err(|_| {
-                self.corrupt(
-                    "dc_options",
-                    format!("DC {id} has IPv4 address {text:?}; expected ADDR:PORT"),
-                )
-            })?),
-            None => None,
-        };
-        let ipv6 = match ipv6 {
-            Some(text) => Some(text.parse::<SocketAddrV6>().map_err(|_| {
-                self.corrupt(
-                    "dc_options",
-                    format!("DC {id} has IPv6 address {text:?}; expected [ADDR]:PORT"),
-                )
-            })?),
-            None => None,
-        };
-        let auth_key = match key {
-            Some(mut bytes) => {
-                let key = AuthKey::from_slice(&bytes).map_err(|_| {
-                    self.corrupt(
-                        "dc_options",
-                        format!(
-                            "the auth key of DC {id} is {} bytes; expected 256",
-                            bytes.len()
-                        ),
-                    )
-                });
-                bytes.fill(0);
-                Some(key?)
-            }
-            None => None,
-        };
-        Ok(DcOption {
-            id,
-            ipv4,
-            ipv6,
-            auth_key,
-        })
-    }
-
-    fn dc_values(session: &str, dc: &DcOption) -> Vec<Value> {
-        vec![
-            session.into(),
-            dc.id.into(),
-            dc.ipv4.map(|a| a.to_string()).into(),
-            dc.ipv6.map(|a| a.to_string()).into(),
-            dc.auth_key.as_ref().map(|k| k.expose().to_vec()).into(),
-        ]
-    }
-
-    fn peer_select(&self) -> String {
-        format!(
-            "SELECT p.id, p.kind, p.hash, p.hash_is_min, p.usernames_known, p.phone, p.name, \
-             p.last_seen, u.username FROM {} p LEFT JOIN {} u \
-             ON u.session = p.session AND u.peer_id = p.id",
-            self.tables.peers, self.tables.peer_usernames
-        )
-    }
-
-    /// Peers from rows of [`Self::peer_select`] ordered by id and username position.
-    fn decode_peers(&self, rows: &[QueryResult]) -> R<Vec<Peer>> {
-        let mut peers: Vec<Peer> = Vec::new();
+        txn: &DatabaseTransaction,
+        a: &str,
+        b: &str,
+    ) -> R<(Option<(i64, i64)>, Option<(i64, i64)>)> {
+        let rows = self
+            .all(txn, &self.q.session_times, vec![a.into(), b.into()])
+            .await?;
+        let (mut first, mut second) = (None, None);
         for row in rows {
-            let id: i64 = col(row, 0)?;
-            let username: Option<Vec<u8>> = col(row, 8)?;
-            let same = peers.last().is_some_and(|p| p.id.marked() == id);
-            if !same {
-                peers.push(self.decode_peer(row, id)?);
+            let name: String = col(&row, 0)?;
+            let times = (col(&row, 1)?, col(&row, 2)?);
+            if name == a {
+                first = Some(times);
             }
-            if let Some(bytes) = username {
-                let text = String::from_utf8(bytes).map_err(|_| {
-                    self.corrupt(
-                        "peer_usernames",
-                        format!("a username of peer {id} is not UTF-8"),
-                    )
-                })?;
-                if let Some(peer) = peers.last_mut() {
-                    peer.usernames.get_or_insert_with(Vec::new).push(text);
-                }
+            if name == b {
+                second = Some(times);
             }
         }
-        Ok(peers)
+        Ok((first, second))
     }
 
-    fn decode_peer(&self, row: &QueryResult, id: i64) -> R<Peer> {
-        let kind: Option<i32> = col(row, 1)?;
-        let hash: Option<i64> = col(row, 2)?;
-        let hash_is_min: bool = col(row, 3)?;
-        let usernames_known: bool = col(row, 4)?;
-        let phone: Option<String> = col(row, 5)?;
-        let name: Option<Vec<u8>> = col(row, 6)?;
-        let last_seen: Option<i64> = col(row, 7)?;
-        let peer_id = PeerId::from_marked(id)
-            .map_err(|_| self.corrupt("peers", format!("{id} is not a marked peer id")))?;
-        let kind = match kind {
-            Some(code) => Some(PeerKind::from_code(i64::from(code)).ok_or_else(|| {
-                self.corrupt(
-                    "peers",
-                    format!("peer {id} has kind code {code}; expected 1 to 7"),
-                )
-            })?),
-            None => None,
-        };
-        let name = match name {
-            Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
-                self.corrupt("peers", format!("the name of peer {id} is not UTF-8"))
-            })?),
-            None => None,
-        };
-        Ok(Peer {
-            id: peer_id,
-            kind,
-            access_hash: hash.map(|value| AccessHash {
-                value,
-                min: hash_is_min,
-            }),
-            usernames: usernames_known.then(Vec::new),
-            phone,
-            name,
-            last_seen,
-        })
-    }
-
-    fn peer_values(session: &str, p: &Peer) -> Vec<Value> {
-        vec![
+    /// Inserts the session row; `AlreadyExists` when another writer created
+    /// it first (the caller decides whether that is final).
+    async fn insert_session_row(
+        &self,
+        txn: &DatabaseTransaction,
+        session: &str,
+        header: &SessionHeader,
+        state: &UpdateState,
+    ) -> R<()> {
+        let values: Vec<Value> = vec![
             session.into(),
-            p.id.marked().into(),
-            p.kind.map(PeerKind::code).into(),
-            p.access_hash.map(|h| h.value).into(),
-            p.access_hash.is_some_and(|h| h.min).into(),
-            p.usernames.is_some().into(),
-            p.phone.clone().into(),
-            p.name.clone().map(String::into_bytes).into(),
-            p.last_seen.into(),
-        ]
-    }
-
-    fn username_rows(session: &str, p: &Peer) -> Vec<Vec<Value>> {
-        let mut seen = BTreeSet::new();
-        let mut rows = Vec::new();
-        for (pos, name) in p.usernames.iter().flatten().enumerate() {
-            let key = normalize_username(name);
-            if seen.insert(key.clone()) {
-                rows.push(vec![
-                    session.into(),
-                    key.into_bytes().into(),
-                    p.id.marked().into(),
-                    i32::try_from(pos).unwrap_or(i32::MAX).into(),
-                    name.clone().into_bytes().into(),
-                ]);
-            }
-        }
-        rows
-    }
-
-    // ---- multi-row writes -----------------------------------------------
-
-    async fn insert_rows(
-        &self,
-        txn: &DatabaseTransaction,
-        table: &str,
-        columns: &[&str],
-        upsert: Option<(&[&str], &[&str])>,
-        rows: Vec<Vec<Value>>,
-    ) -> R<()> {
-        let per_chunk = self.chunk_rows(columns.len());
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_chunk).collect();
-            let mut q = self.sql();
-            q.push(&format!(
-                "INSERT INTO {table} ({}) VALUES ",
-                columns.join(", ")
-            ))
-            .bind_rows(chunk);
-            if let Some((keys, update)) = upsert {
-                q.on_conflict_update(keys, update);
-            }
-            self.exec(txn, q).await?;
-        }
-        Ok(())
-    }
-
-    async fn upsert_peers(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        peers: &[&Peer],
-    ) -> R<()> {
-        const COLUMNS: [&str; 9] = [
-            "session",
-            "id",
-            "kind",
-            "hash",
-            "hash_is_min",
-            "usernames_known",
-            "phone",
-            "name",
-            "last_seen",
+            header.home_dc.into(),
+            header.self_user.map(|u| u.id).into(),
+            header.self_user.map(|u| u.is_bot).into(),
+            header.api_id.into(),
+            header.test_mode.into(),
+            header.takeout_id.into(),
+            header.created_at_ms.into(),
+            header.updated_at_ms.into(),
+            state.pts.into(),
+            state.qts.into(),
+            state.date.into(),
+            state.seq.into(),
         ];
-        let rows = peers
-            .iter()
-            .map(|p| Self::peer_values(session, p))
-            .collect();
-        let table = self.tables.peers.clone();
-        self.insert_rows(
-            txn,
-            &table,
-            &COLUMNS,
-            Some((&COLUMNS[..2], &COLUMNS[2..])),
-            rows,
-        )
-        .await
-    }
-
-    async fn insert_usernames(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        peers: &[&Peer],
-    ) -> R<()> {
-        const COLUMNS: [&str; 5] = ["session", "username_lower", "peer_id", "pos", "username"];
-        let rows = peers
-            .iter()
-            .flat_map(|p| Self::username_rows(session, p))
-            .collect();
-        let table = self.tables.peer_usernames.clone();
-        self.insert_rows(txn, &table, &COLUMNS, None, rows).await
-    }
-
-    /// How many keys one lookup statement carries: all of them on
-    /// PostgreSQL (one array parameter), else as many as fit.
-    fn keys_per_statement(&self) -> usize {
-        match self.engine {
-            Engine::Postgres => usize::MAX,
-            Engine::Sqlite | Engine::MySql => self.chunk_rows(1),
+        match self.exec(txn, &self.q.insert_session, values).await {
+            Ok(_) => Ok(()),
+            Err(fail) if is_unique_violation(&fail) => Err(Error::session_exists(session).into()),
+            Err(fail) => Err(fail),
         }
-    }
-
-    /// Loads the peers with these ids (unknown ids are skipped).
-    async fn load_peers<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        session: &str,
-        ids: Vec<i64>,
-    ) -> R<BTreeMap<PeerId, Peer>> {
-        let mut found = BTreeMap::new();
-        for chunk in Keys::Ids(ids).chunks(self.keys_per_statement()) {
-            let mut q = self.sql();
-            q.push(&self.peer_select())
-                .push(" WHERE p.session = ")
-                .bind(session)
-                .push(" AND ")
-                .in_keys("p.id", chunk)
-                .push(" ORDER BY p.id, u.pos");
-            let rows = self.all(c, q).await?;
-            for peer in self.decode_peers(&rows)? {
-                found.insert(peer.id, peer);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Ids of the peers that own any of these phones.
-    async fn phone_owners(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        phones: Vec<String>,
-    ) -> R<BTreeSet<i64>> {
-        let mut owners = BTreeSet::new();
-        for chunk in Keys::Texts(phones).chunks(self.keys_per_statement()) {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT id FROM {} WHERE session = ",
-                self.tables.peers
-            ))
-            .bind(session)
-            .push(" AND ")
-            .in_keys("phone", chunk);
-            for row in self.all(txn, q).await? {
-                owners.insert(col::<i64>(&row, 0)?);
-            }
-        }
-        Ok(owners)
-    }
-
-    /// Ids of the peers that own any of these lowercased usernames.
-    async fn username_owners(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        keys: Vec<Vec<u8>>,
-    ) -> R<BTreeSet<i64>> {
-        let mut owners = BTreeSet::new();
-        for chunk in Keys::Bytes(keys).chunks(self.keys_per_statement()) {
-            let mut q = self.sql();
-            match self.engine {
-                // One primary-key probe per key, whatever the statistics say.
-                #[cfg(feature = "postgres")]
-                Engine::Postgres => {
-                    q.push(&format!(
-                        "SELECT (SELECT u.peer_id FROM {} u WHERE u.session = ",
-                        self.tables.peer_usernames
-                    ))
-                    .bind(session)
-                    .push(" AND u.username_lower = k.v) FROM ")
-                    .unnest(chunk)
-                    .push(" AS k(v)");
-                }
-                _ => {
-                    q.push(&format!(
-                        "SELECT peer_id FROM {} WHERE session = ",
-                        self.tables.peer_usernames
-                    ))
-                    .bind(session)
-                    .push(" AND ")
-                    .in_keys("username_lower", chunk);
-                }
-            }
-            for row in self.all(txn, q).await? {
-                owners.extend(col::<Option<i64>>(&row, 0)?);
-            }
-        }
-        Ok(owners)
-    }
-
-    /// One attempt of `cache_peers`, inside a write transaction: read the
-    /// stored peers of the batch and the current owners of its usernames
-    /// and phones, apply the batch in memory with the reference rules, then
-    /// write back only what changed.
-    async fn cache_peers_in(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        peers: &[Peer],
-    ) -> R<()> {
-        if !self.lock_session(txn, session).await? {
-            return Err(Error::session_not_found(session).into());
-        }
-        if peers.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = peers
-            .iter()
-            .map(|p| p.id.marked())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut stored = self.load_peers(txn, session, ids).await?;
-        let keys: BTreeSet<String> = peers.iter().flat_map(Peer::username_keys).collect();
-        let phones: BTreeSet<String> = peers.iter().filter_map(|p| p.phone.clone()).collect();
-        let mut owners = BTreeSet::new();
-        if !keys.is_empty() {
-            let keys = keys.into_iter().map(String::into_bytes).collect();
-            owners.extend(self.username_owners(txn, session, keys).await?);
-        }
-        if !phones.is_empty() {
-            owners.extend(
-                self.phone_owners(txn, session, phones.into_iter().collect())
-                    .await?,
-            );
-        }
-        let extra: Vec<i64> = owners
-            .into_iter()
-            .filter(|id| PeerId::from_marked(*id).map_or(true, |id| !stored.contains_key(&id)))
-            .collect();
-        if !extra.is_empty() {
-            stored.extend(self.load_peers(txn, session, extra).await?);
-        }
-
-        let mut table = PeerTable::default();
-        for peer in stored.values() {
-            table.upsert(peer);
-        }
-        for peer in peers {
-            table.upsert(peer);
-        }
-
-        let mut changed: Vec<&Peer> = Vec::new();
-        let mut drop_names: Vec<i64> = Vec::new();
-        let mut add_names: Vec<&Peer> = Vec::new();
-        for peer in table.iter() {
-            let old = stored.get(&peer.id);
-            if old == Some(peer) {
-                continue;
-            }
-            changed.push(peer);
-            let old_names = old.and_then(|o| o.usernames.as_deref()).unwrap_or_default();
-            let new_names = peer.usernames.as_deref().unwrap_or_default();
-            if old_names != new_names {
-                if !old_names.is_empty() {
-                    drop_names.push(peer.id.marked());
-                }
-                if !new_names.is_empty() {
-                    add_names.push(peer);
-                }
-            }
-        }
-        self.upsert_peers(txn, session, &changed).await?;
-        for chunk in Keys::Ids(drop_names).chunks(self.keys_per_statement()) {
-            let mut q = self.sql();
-            q.push(&format!(
-                "DELETE FROM {} WHERE session = ",
-                self.tables.peer_usernames
-            ))
-            .bind(session)
-            .push(" AND ")
-            .in_keys("peer_id", chunk);
-            self.exec(txn, q).await?;
-        }
-        self.insert_usernames(txn, session, &add_names).await
-    }
-
-    async fn insert_session_data(
-        &self,
-        txn: &DatabaseTransaction,
-        session: &str,
-        data: &SessionData,
-    ) -> R<()> {
-        let t = &self.tables;
-        let dcs = data
-            .dcs
-            .iter()
-            .map(|dc| Self::dc_values(session, dc))
-            .collect();
-        self.insert_rows(
-            txn,
-            &t.dc_options,
-            &["session", "dc_id", "ipv4", "ipv6", "auth_key"],
-            None,
-            dcs,
-        )
-        .await?;
-        let channels = data
-            .update_state
-            .channels
-            .iter()
-            .map(|(id, pts)| vec![session.into(), (*id).into(), (*pts).into()])
-            .collect();
-        self.insert_rows(
-            txn,
-            &t.channel_pts,
-            &["session", "channel_id", "pts"],
-            None,
-            channels,
-        )
-        .await?;
-        let mut table = PeerTable::default();
-        for peer in &data.peers {
-            table.upsert(peer);
-        }
-        let peers: Vec<&Peer> = table.iter().collect();
-        self.upsert_peers(txn, session, &peers).await?;
-        self.insert_usernames(txn, session, &peers).await?;
-        let files = data
-            .sent_files
-            .iter()
-            .map(|(key, file)| {
-                vec![
-                    session.into(),
-                    key.md5.to_vec().into(),
-                    key.size.into(),
-                    key.kind.code().into(),
-                    file.id.into(),
-                    file.access_hash.into(),
-                ]
-            })
-            .collect();
-        self.insert_rows(
-            txn,
-            &t.sent_files,
-            &["session", "md5", "size", "kind", "file_id", "access_hash"],
-            Some((
-                &["session", "md5", "size", "kind"],
-                &["file_id", "access_hash"],
-            )),
-            files,
-        )
-        .await
     }
 
     async fn import_in(
@@ -888,98 +889,79 @@ impl SqlStore {
         txn: &DatabaseTransaction,
         session: &str,
         data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
     ) -> R<()> {
-        let t = &self.tables;
-        let now = now_ms();
-        let mut q = self.sql();
-        q.push(&format!(
-            "INSERT INTO {} (session, home_dc, self_user_id, self_is_bot, api_id, test_mode, \
-             takeout_id, created_at_ms, updated_at_ms, state_pts, state_qts, state_date, \
-             state_seq) VALUES (",
-            t.sessions
-        ))
-        .bind_list::<Value>([
-            session.into(),
-            data.home_dc.into(),
-            data.self_user.map(|u| u.id).into(),
-            data.self_user.map(|u| u.is_bot).into(),
-            data.api_id.into(),
-            data.test_mode.into(),
-            data.takeout_id.into(),
-            now.into(),
-            now.into(),
-            data.update_state.pts.into(),
-            data.update_state.qts.into(),
-            data.update_state.date.into(),
-            data.update_state.seq.into(),
-        ])
-        .push(")")
-        .on_conflict_update(
-            &["session"],
-            &[
-                "home_dc",
-                "self_user_id",
-                "self_is_bot",
-                "api_id",
-                "test_mode",
-                "takeout_id",
-                "updated_at_ms",
-                "state_pts",
-                "state_qts",
-                "state_date",
-                "state_seq",
-            ],
-        );
-        self.exec(txn, q).await?;
-        for table in [
-            &t.dc_options,
-            &t.channel_pts,
-            &t.peer_usernames,
-            &t.peers,
-            &t.sent_files,
-        ] {
-            let mut q = self.sql();
-            q.push(&format!("DELETE FROM {table} WHERE session = "))
-                .bind(session);
-            self.exec(txn, q).await?;
+        let (existing, _) = self.times_of(txn, session, session).await?;
+        if mode == ImportMode::CreateOnly && existing.is_some() {
+            return Err(Error::session_exists(session).into());
         }
-        self.insert_session_data(txn, session, data).await
-    }
-
-    async fn create_in(&self, txn: &DatabaseTransaction, session: &str) -> R<()> {
-        let now = now_ms();
-        let mut q = self.sql();
-        q.push(&format!(
-            "INSERT INTO {} (session, home_dc, self_user_id, self_is_bot, api_id, test_mode, \
-             takeout_id, created_at_ms, updated_at_ms, state_pts, state_qts, state_date, \
-             state_seq) VALUES (",
-            self.tables.sessions
-        ))
-        .bind_list::<Value>([
-            session.into(),
-            DEFAULT_HOME_DC.into(),
-            Option::<i64>::None.into(),
-            Option::<bool>::None.into(),
-            Option::<i32>::None.into(),
-            false.into(),
-            Option::<i64>::None.into(),
-            now.into(),
-            now.into(),
-            0i32.into(),
-            0i32.into(),
-            0i32.into(),
-            0i32.into(),
-        ])
-        .push(")");
-        match self.exec(txn, q).await {
-            Ok(_) => {}
-            Err(fail) if is_unique_violation(&fail) => {
-                return Err(Error::session_exists(session).into());
-            }
+        let (created, updated) = import_times(existing, now_ms);
+        if existing.is_some() {
+            // Everything below the row goes with it (ON DELETE CASCADE).
+            self.exec(txn, &self.q.delete_session, vec![session.into()])
+                .await?;
+        }
+        let header = SessionHeader::from_data(data, created, updated);
+        match self
+            .insert_session_row(txn, session, &header, &data.update_state)
+            .await
+        {
+            Ok(()) => {}
+            // Created by another writer since it was looked for: a create-only
+            // import lost the race; a replacing one runs again.
+            Err(Fail::Domain(_)) if mode == ImportMode::Replace => return Err(again()),
             Err(fail) => return Err(fail),
         }
-        self.insert_session_data(txn, session, &SessionData::default())
-            .await
+        let t = &self.tables;
+        insert_rows(
+            txn,
+            self.engine,
+            &t.dc_options,
+            &["session", "dc_id", "ipv4", "ipv6", "auth_key"],
+            5,
+            data.dcs.iter().map(|dc| dc_values(session, dc)).collect(),
+        )
+        .await?;
+        insert_rows(
+            txn,
+            self.engine,
+            &t.channel_pts,
+            &["session", "channel_id", "pts"],
+            3,
+            data.update_state
+                .channels
+                .iter()
+                .map(|(id, pts)| vec![session.into(), (*id).into(), (*pts).into()])
+                .collect(),
+        )
+        .await?;
+        // The data is canonical (no username or phone owned twice): its rows
+        // and index entries are stored as they are.
+        self.peers.write_rows(txn, session, &data.peers).await?;
+        let all: Vec<&Peer> = data.peers.iter().collect();
+        self.peers.write_names(txn, session, &all).await?;
+        insert_rows(
+            txn,
+            self.engine,
+            &t.sent_files,
+            &["session", "md5", "size", "kind", "file_id", "access_hash"],
+            6,
+            data.sent_files
+                .iter()
+                .map(|(key, file)| {
+                    vec![
+                        session.into(),
+                        key.md5.to_vec().into(),
+                        key.size.into(),
+                        key.kind.code().into(),
+                        file.id.into(),
+                        file.access_hash.into(),
+                    ]
+                })
+                .collect(),
+        )
+        .await
     }
 
     async fn copy_in(
@@ -988,499 +970,397 @@ impl SqlStore {
         from: &str,
         to: &str,
         overwrite: bool,
+        now_ms: i64,
     ) -> R<()> {
-        let t = &self.tables;
-        if !self.lock_session(txn, from).await? {
-            return Err(Error::session_not_found(from).into());
+        let (source, target) = self.times_of(txn, from, to).await?;
+        if source.is_none() {
+            return Err(not_found(from));
         }
-        if from == to {
-            return if overwrite {
-                Ok(())
-            } else {
-                Err(Error::session_exists(to).into())
-            };
+        if target.is_some() && !overwrite {
+            return Err(Error::session_exists(to).into());
         }
-        if self.lock_session(txn, to).await? {
-            if !overwrite {
-                return Err(Error::session_exists(to).into());
+        let (created, updated) = import_times(target, now_ms);
+        if target.is_some() {
+            self.exec(txn, &self.q.delete_session, vec![to.into()])
+                .await?;
+        }
+        let copied = self
+            .exec(
+                txn,
+                &self.q.copy_session,
+                vec![to.into(), created.into(), updated.into(), from.into()],
+            )
+            .await;
+        match copied {
+            Ok(_) => {}
+            Err(fail) if is_unique_violation(&fail) => {
+                return Err(if overwrite {
+                    again()
+                } else {
+                    Error::session_exists(to).into()
+                });
             }
-            let mut q = self.sql();
-            q.push(&format!("DELETE FROM {} WHERE session = ", t.sessions))
-                .bind(to);
-            self.exec(txn, q).await?;
+            Err(fail) => return Err(fail),
         }
-        let now = now_ms();
-        let mut q = self.sql();
-        let greatest = q.greatest();
-        q.push(&format!(
-            "INSERT INTO {s} (session, home_dc, self_user_id, self_is_bot, api_id, test_mode, \
-             takeout_id, created_at_ms, updated_at_ms, state_pts, state_qts, state_date, \
-             state_seq) SELECT ",
-            s = t.sessions
-        ))
-        .bind(to)
-        .push(", home_dc, self_user_id, self_is_bot, api_id, test_mode, takeout_id, ")
-        .bind(now)
-        .push(&format!(", {greatest}(updated_at_ms, "))
-        .bind(now)
-        .push(&format!(
-            "), state_pts, state_qts, state_date, state_seq FROM {} WHERE session = ",
-            t.sessions
-        ))
-        .bind(from);
-        self.exec(txn, q).await?;
-        let children: [(&str, &str); 5] = [
-            (&t.dc_options, "dc_id, ipv4, ipv6, auth_key"),
-            (&t.channel_pts, "channel_id, pts"),
-            (
-                &t.peers,
-                "id, kind, hash, hash_is_min, usernames_known, phone, name, last_seen",
-            ),
-            (&t.peer_usernames, "username_lower, peer_id, pos, username"),
-            (&t.sent_files, "md5, size, kind, file_id, access_hash"),
-        ];
-        for (table, columns) in children {
-            let mut q = self.sql();
-            q.push(&format!("INSERT INTO {table} (session, {columns}) SELECT "))
-                .bind(to)
-                .push(&format!(", {columns} FROM {table} WHERE session = "))
-                .bind(from);
-            self.exec(txn, q).await?;
+        for text in &self.q.copy_children {
+            self.exec(txn, text, vec![to.into(), from.into()]).await?;
         }
         Ok(())
     }
 
     async fn export_in(&self, txn: &DatabaseTransaction, session: &str) -> R<SessionData> {
-        let t = &self.tables;
-        let row = self
-            .session_row(
-                txn,
-                session,
-                "home_dc, self_user_id, self_is_bot, api_id, test_mode, takeout_id, \
-                 state_pts, state_qts, state_date, state_seq",
-            )
-            .await?;
-        let self_user_id: Option<i64> = col(&row, 1)?;
-        let self_is_bot: Option<bool> = col(&row, 2)?;
+        let q = &self.q;
+        let key = || vec![Value::from(session)];
+        let Some(row) = self.one(txn, &q.export_state, key()).await? else {
+            return Err(not_found(session));
+        };
+        let header = header_from(&row, 0)?;
         let mut data = SessionData {
-            home_dc: col(&row, 0)?,
+            home_dc: header.home_dc,
             dcs: Vec::new(),
-            self_user: self_user_id.map(|id| SelfUser {
-                id,
-                is_bot: self_is_bot.unwrap_or(false),
-            }),
-            api_id: col(&row, 3)?,
-            test_mode: col(&row, 4)?,
-            takeout_id: col(&row, 5)?,
+            self_user: header.self_user,
+            api_id: header.api_id,
+            test_mode: header.test_mode,
+            takeout_id: header.takeout_id,
             update_state: UpdateState {
-                pts: col(&row, 6)?,
-                qts: col(&row, 7)?,
-                date: col(&row, 8)?,
-                seq: col(&row, 9)?,
+                pts: col(&row, 8)?,
+                qts: col(&row, 9)?,
+                date: col(&row, 10)?,
+                seq: col(&row, 11)?,
                 channels: BTreeMap::new(),
             },
             peers: Vec::new(),
             sent_files: Vec::new(),
         };
-        data.dcs = self.dcs_in(txn, session).await?;
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT channel_id, pts FROM {} WHERE session = ",
-            t.channel_pts
-        ))
-        .bind(session);
-        for row in self.all(txn, q).await? {
+        for row in self.all(txn, &q.export_dcs, key()).await? {
+            data.dcs.extend(dc_from(&row, 0)?);
+        }
+        for row in self.all(txn, &q.export_channels, key()).await? {
             data.update_state
                 .channels
                 .insert(col(&row, 0)?, col(&row, 1)?);
         }
-        let mut q = self.sql();
-        q.push(&self.peer_select())
-            .push(" WHERE p.session = ")
-            .bind(session)
-            .push(" ORDER BY p.id, u.pos");
-        data.peers = self.decode_peers(&self.all(txn, q).await?)?;
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT md5, size, kind, file_id, access_hash FROM {} WHERE session = ",
-            t.sent_files
-        ))
-        .bind(session);
-        for row in self.all(txn, q).await? {
-            data.sent_files.push(self.decode_sent_file(&row)?);
+        let rows = self.all(txn, &self.peers.all, key()).await?;
+        data.peers = peers::decode_all(&rows)?.into_values().collect();
+        for row in self.all(txn, &q.export_files, key()).await? {
+            data.sent_files.push(sent_file_from(&row)?);
         }
         data.canonicalize();
         Ok(data)
     }
 
-    fn decode_sent_file(&self, row: &QueryResult) -> R<(SentFileKey, SentFile)> {
-        let md5: Vec<u8> = col(row, 0)?;
-        let kind: i32 = col(row, 2)?;
-        let md5: [u8; 16] = md5.as_slice().try_into().map_err(|_| {
-            self.corrupt(
-                "sent_files",
-                format!("an MD5 is {} bytes; expected 16", md5.len()),
-            )
-        })?;
-        let kind = FileKind::from_code(i64::from(kind)).ok_or_else(|| {
-            self.corrupt(
-                "sent_files",
-                format!("file kind code {kind}; expected 0 or 1"),
-            )
-        })?;
-        Ok((
-            SentFileKey {
-                md5,
-                size: col(row, 1)?,
-                kind,
-            },
-            SentFile {
-                id: col(row, 3)?,
-                access_hash: col(row, 4)?,
-            },
-        ))
-    }
-
-    async fn dcs_in<C: ConnectionTrait>(&self, c: &C, session: &str) -> R<Vec<DcOption>> {
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT dc_id, ipv4, ipv6, auth_key FROM {} WHERE session = ",
-            self.tables.dc_options
-        ))
-        .bind(session)
-        .push(" ORDER BY dc_id");
-        self.all(c, q)
-            .await?
-            .iter()
-            .map(|row| self.decode_dc(row))
-            .collect()
-    }
-
-    /// One attempt at a lease: `Ok(None)` when another owner holds it.
-    async fn try_acquire(
+    async fn cache_peers_in(
         &self,
+        txn: &DatabaseTransaction,
         session: &str,
-        owner: &str,
-        expires: i64,
-        now: i64,
-    ) -> R<Option<()>> {
-        let t = &self.tables;
-        let owner_bytes = owner.as_bytes().to_vec();
-        let won = match self.engine {
-            Engine::Sqlite | Engine::Postgres => {
-                let mut q = self.sql();
-                q.push(&format!(
-                    "INSERT INTO {l} (session, owner, expires_at_ms) VALUES (",
-                    l = t.leases
-                ))
-                .bind(session)
-                .push(", ")
-                .bind(owner_bytes)
-                .push(", ")
-                .bind(expires)
-                .push(&format!(
-                    ") ON CONFLICT (session) DO UPDATE SET owner = excluded.owner, \
-                     expires_at_ms = excluded.expires_at_ms WHERE {l}.owner = excluded.owner \
-                     OR {l}.expires_at_ms <= ",
-                    l = t.leases
-                ))
-                .bind(now);
-                self.exec(&self.db, q).await? > 0
+        batch: &PeerBatch,
+    ) -> R<()> {
+        self.lock_session(txn, session).await?;
+        let stored = self.peers.load_context(txn, session, batch).await?;
+        let plan = batch.plan(stored.iter().cloned());
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.peers.apply(txn, session, &plan, &stored).await
+    }
+
+    async fn lookup(&self, session: &str, text: &str, values: Vec<Value>) -> R<Option<Peer>> {
+        let rows = self.all(&self.db, text, values).await?;
+        peers::decode_one(&rows, session)
+    }
+
+    async fn write_update_state_in<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        session: &str,
+        write: &UpdateStateWrite,
+    ) -> R<()> {
+        let key = || Value::from(session);
+        if write.sets_fields() {
+            let changed = self
+                .exec(
+                    c,
+                    &self.q.write_state_fields,
+                    vec![
+                        write.pts.into(),
+                        write.qts.into(),
+                        write.date.into(),
+                        write.seq.into(),
+                        key(),
+                    ],
+                )
+                .await?;
+            if changed == 0 {
+                return Err(not_found(session));
             }
-            Engine::MySql => {
-                let mut q = self.sql();
-                q.push(&format!(
-                    "INSERT INTO {} (session, owner, expires_at_ms) VALUES (",
-                    t.leases
-                ))
-                .bind(session)
-                .push(", ")
-                .bind(owner_bytes.clone())
-                .push(", ")
-                .bind(expires)
-                .push(")")
-                .on_conflict_update(&["session"], &[]);
-                self.exec(&self.db, q).await?;
-                let mut q = self.sql();
-                q.push(&format!("UPDATE {} SET owner = ", t.leases))
-                    .bind(owner_bytes.clone())
-                    .push(", expires_at_ms = ")
-                    .bind(expires)
-                    .push(" WHERE session = ")
-                    .bind(session)
-                    .push(" AND (owner = ")
-                    .bind(owner_bytes)
-                    .push(" OR expires_at_ms <= ")
-                    .bind(now)
-                    .push(")");
-                self.exec(&self.db, q).await? > 0
+        }
+        match &write.channels {
+            ChannelsWrite::Keep => {
+                if !write.sets_fields() {
+                    self.require_session(c, session).await?;
+                }
             }
+            ChannelsWrite::Set { id, pts } => {
+                let changed = self
+                    .exec(
+                        c,
+                        &self.q.set_channel,
+                        vec![(*id).into(), (*pts).into(), key()],
+                    )
+                    .await?;
+                if changed == 0 {
+                    return Err(not_found(session));
+                }
+            }
+            ChannelsWrite::Remove { id } => {
+                let changed = self
+                    .exec(c, &self.q.remove_channel, vec![key(), (*id).into()])
+                    .await?;
+                if changed == 0 && !write.sets_fields() {
+                    self.require_session(c, session).await?;
+                }
+            }
+            ChannelsWrite::Replace(channels) => {
+                if !write.sets_fields() {
+                    self.require_session(c, session).await?;
+                }
+                self.exec(c, &self.q.delete_channels, vec![key()]).await?;
+                insert_rows(
+                    c,
+                    self.engine,
+                    &self.tables.channel_pts,
+                    &["session", "channel_id", "pts"],
+                    3,
+                    channels
+                        .iter()
+                        .map(|(id, pts)| vec![key(), (*id).into(), (*pts).into()])
+                        .collect(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stored_lease(&self, txn: &DatabaseTransaction, session: &str) -> R<Option<LeaseInfo>> {
+        let Some(row) = self.one(txn, &self.q.lease, vec![session.into()]).await? else {
+            return Ok(None);
         };
-        Ok(won.then_some(()))
-    }
-
-    async fn lease_holder(&self, session: &str) -> R<Option<(String, i64)>> {
-        let mut q = self.sql();
-        q.push(&format!(
-            "SELECT owner, expires_at_ms FROM {} WHERE session = ",
-            self.tables.leases
-        ))
-        .bind(session);
-        match self.one(&self.db, q).await? {
-            Some(row) => {
-                let owner: Vec<u8> = col(&row, 0)?;
-                Ok(Some((
-                    String::from_utf8_lossy(&owner).into_owned(),
-                    col(&row, 1)?,
-                )))
-            }
-            None => Ok(None),
-        }
+        let owner: Vec<u8> = col(&row, 0)?;
+        let owner = String::from_utf8(owner).map_err(|_| {
+            Fail::Domain(Error::corrupt(
+                "the leases table",
+                format!("the owner of the lease on session {session:?} is not UTF-8"),
+            ))
+        })?;
+        Ok(Some(LeaseInfo {
+            session: session.to_owned(),
+            owner,
+            expires_at_ms: col(&row, 1)?,
+        }))
     }
 }
 
-/// Column `i` of a row.
-fn col<T: TryGetable>(row: &QueryResult, i: usize) -> std::result::Result<T, sea_orm::DbErr> {
-    row.try_get_by_index(i)
-}
-
-fn check_username_keys(peers: &[Peer]) -> Result<()> {
-    for peer in peers {
-        for key in peer.username_keys() {
-            if key.len() > MAX_USERNAME_KEY_LEN {
-                return Err(Error::invalid(format!(
-                    "a lowercased username is at most {MAX_USERNAME_KEY_LEN} bytes, got {}",
-                    key.len()
-                )));
-            }
-        }
-    }
-    Ok(())
+/// A failure that means "run the transaction again": a row another writer
+/// created between the look and the write.
+fn again() -> Fail {
+    Fail::Again("a row was created by another writer during the transaction")
 }
 
 #[async_trait]
-impl SessionStore for SqlStore {
-    fn backend_name(&self) -> &'static str {
-        self.engine.name()
+impl SessionBackend for SqlStore {
+    fn name(&self) -> &'static str {
+        self.inner.engine.name()
     }
 
     fn capabilities(&self) -> Capabilities {
+        let shared = !self.inner.in_memory;
         Capabilities::NONE
-            .durable(!self.in_memory)
-            .shared_between_processes(!self.in_memory)
+            .durable(shared)
+            .shared_between_processes(shared)
             .atomic_multi_key_writes(true)
             .leases(true)
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT session FROM {} ORDER BY session",
-                self.tables.sessions
-            ));
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
             let mut names = Vec::new();
-            for row in self.all(&self.db, q).await? {
+            for row in s.all(&s.db, &s.q.list, Vec::new()).await? {
                 names.push(col::<String>(&row, 0)?);
             }
+            // The collations compare bytes already; this keeps the order
+            // exact whatever a server's collation does.
             names.sort();
             Ok(names)
         })
+        .await
     }
 
     async fn exists(&self, session: &str) -> Result<bool> {
-        attempt!(self, { self.session_exists(&self.db, session).await })
-    }
-
-    async fn create(&self, session: &str) -> Result<()> {
-        attempt!(self, {
-            let txn = self.begin_write().await?;
-            self.create_in(&txn, session).await?;
-            txn.commit().await?;
-            Ok(())
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            Ok(s.one(&s.db, &s.q.exists, vec![session.into()])
+                .await?
+                .is_some())
         })
+        .await
     }
 
     async fn delete(&self, session: &str) -> Result<bool> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "DELETE FROM {} WHERE session = ",
-                self.tables.sessions
-            ))
-            .bind(session);
-            Ok(self.exec(&self.db, q).await? > 0)
+        let s = &self.inner;
+        s.run(Access::Write { idempotent: false }, || async move {
+            Ok(s.exec(&s.db, &s.q.delete, vec![session.into()]).await? > 0)
         })
-    }
-
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        attempt!(self, {
-            let txn = self.begin_write().await?;
-            self.copy_in(&txn, from, to, overwrite).await?;
-            txn.commit().await?;
-            Ok(())
-        })
-    }
-
-    async fn flush(&self) -> Result<()> {
-        Ok(())
+        .await
     }
 
     async fn export(&self, session: &str) -> Result<SessionData> {
-        attempt!(self, {
-            let txn = self.begin_read().await?;
-            let data = self.export_in(&txn, session).await?;
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            let txn = s.begin_read().await?;
+            let data = s.export_in(&txn, session).await?;
             txn.commit().await?;
             Ok(data)
         })
+        .await
     }
 
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
-        check_username_keys(&data.peers)?;
-        attempt!(self, {
-            let txn = self.begin_write().await?;
-            self.import_in(&txn, session, data).await?;
-            txn.commit().await?;
+    async fn import(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
+    ) -> Result<()> {
+        let s = &self.inner;
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            s.import_in(&txn, session, data, mode, now_ms).await?;
+            s.commit(txn).await
+        })
+        .await
+    }
+
+    async fn header(&self, session: &str) -> Result<SessionHeader> {
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            match s.one(&s.db, &s.q.header, vec![session.into()]).await? {
+                Some(row) => header_from(&row, 0),
+                None => Err(not_found(session)),
+            }
+        })
+        .await
+    }
+
+    async fn write_header(&self, session: &str, write: &HeaderWrite) -> Result<()> {
+        let s = &self.inner;
+        // `SessionHeader::apply` in one statement: the fields the write
+        // sets, and `updated_at_ms` moved forward only.
+        let mut q = Sql::new(s.engine);
+        q.push(&format!("UPDATE {} SET ", s.tables.sessions));
+        if let Some(home_dc) = write.home_dc {
+            q.push("home_dc = ").bind(home_dc).push(", ");
+        }
+        if let Some(user) = write.self_user {
+            q.push("self_user_id = ")
+                .bind(user.map(|u| u.id))
+                .push(", self_is_bot = ")
+                .bind(user.map(|u| u.is_bot))
+                .push(", ");
+        }
+        if let Some(api_id) = write.api_id {
+            q.push("api_id = ").bind(api_id).push(", ");
+        }
+        if let Some(test_mode) = write.test_mode {
+            q.push("test_mode = ").bind(test_mode).push(", ");
+        }
+        if let Some(takeout_id) = write.takeout_id {
+            q.push("takeout_id = ").bind(takeout_id).push(", ");
+        }
+        q.push(&format!(
+            "updated_at_ms = {}(updated_at_ms, ",
+            greatest(s.engine)
+        ))
+        .bind(write.updated_at_ms)
+        .push(") WHERE session = ")
+        .bind(session);
+        let statement = &q.build();
+        s.run(Access::Write { idempotent: true }, || async move {
+            let changed = s.db.execute_raw(statement.clone()).await?.rows_affected();
+            if changed == 0 {
+                return Err(not_found(session));
+            }
             Ok(())
         })
-    }
-
-    async fn home_dc(&self, session: &str) -> Result<i32> {
-        attempt!(self, {
-            let row = self.session_row(&self.db, session, "home_dc").await?;
-            Ok(col::<i32>(&row, 0)?)
-        })
-    }
-
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
-        attempt!(self, {
-            self.update_session(&self.db, session, true, |q| {
-                q.push("home_dc = ").bind(dc_id);
-            })
-            .await
-        })
+        .await
     }
 
     async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
-        attempt!(self, {
-            let dcs = self.dcs_in(&self.db, session).await?;
-            if dcs.is_empty() {
-                self.require_session(&self.db, session).await?;
-            }
-            Ok(dcs)
-        })
+        Ok(self.home(session).await?.1)
     }
 
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
-        attempt!(self, {
-            let txn = self.begin_write().await?;
-            self.update_session(&txn, session, true, |q| {
-                q.push("home_dc = home_dc");
-            })
-            .await?;
-            let table = self.tables.dc_options.clone();
-            self.insert_rows(
-                &txn,
-                &table,
-                &["session", "dc_id", "ipv4", "ipv6", "auth_key"],
-                Some((&["session", "dc_id"], &["ipv4", "ipv6", "auth_key"])),
-                vec![Self::dc_values(session, dc)],
-            )
-            .await?;
-            txn.commit().await?;
-            Ok(())
-        })
-    }
-
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
-        attempt!(self, {
-            let row = self
-                .session_row(&self.db, session, "self_user_id, self_is_bot")
-                .await?;
-            let id: Option<i64> = col(&row, 0)?;
-            let is_bot: Option<bool> = col(&row, 1)?;
-            Ok(id.map(|id| SelfUser {
-                id,
-                is_bot: is_bot.unwrap_or(false),
-            }))
-        })
-    }
-
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
-        attempt!(self, {
-            self.update_session(&self.db, session, true, |q| {
-                q.push("self_user_id = ")
-                    .bind(user.map(|u| u.id))
-                    .push(", self_is_bot = ")
-                    .bind(user.map(|u| u.is_bot));
-            })
-            .await
-        })
-    }
-
-    async fn metadata(&self, session: &str) -> Result<SessionMeta> {
-        attempt!(self, {
-            let row = self
-                .session_row(
-                    &self.db,
-                    session,
-                    "api_id, test_mode, created_at_ms, updated_at_ms",
-                )
-                .await?;
-            Ok(SessionMeta {
-                api_id: col(&row, 0)?,
-                test_mode: col(&row, 1)?,
-                created_at_ms: col(&row, 2)?,
-                updated_at_ms: col(&row, 3)?,
-            })
-        })
-    }
-
-    async fn set_metadata(
+    async fn write_dc_option(
         &self,
         session: &str,
-        api_id: Option<i32>,
-        test_mode: bool,
+        dc: &DcOption,
+        updated_at_ms: i64,
     ) -> Result<()> {
-        attempt!(self, {
-            self.update_session(&self.db, session, true, |q| {
-                q.push("api_id = ")
-                    .bind(api_id)
-                    .push(", test_mode = ")
-                    .bind(test_mode);
-            })
-            .await
+        let s = &self.inner;
+        if s.engine == Engine::Postgres {
+            let mut values = vec![Value::from(updated_at_ms), session.into()];
+            values.extend(dc_values(session, dc).into_iter().skip(1));
+            let values = &values;
+            return s
+                .run(Access::Write { idempotent: true }, || async move {
+                    let changed = s.exec(&s.db, &s.q.set_dc_touching, values.clone()).await?;
+                    if changed == 0 {
+                        return Err(not_found(session));
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            let changed = s
+                .exec(&txn, &s.q.touch, vec![updated_at_ms.into(), session.into()])
+                .await?;
+            if changed == 0 {
+                return Err(not_found(session));
+            }
+            s.exec(&txn, &s.q.set_dc, dc_values(session, dc)).await?;
+            s.commit(txn).await
         })
+        .await
     }
 
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
-        attempt!(self, {
-            let row = self.session_row(&self.db, session, "takeout_id").await?;
-            Ok(col::<Option<i64>>(&row, 0)?)
+    async fn home(&self, session: &str) -> Result<(SessionHeader, Vec<DcOption>)> {
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            let rows = s.all(&s.db, &s.q.home, vec![session.into()]).await?;
+            let Some(first) = rows.first() else {
+                return Err(not_found(session));
+            };
+            let header = header_from(first, 0)?;
+            let mut dcs = Vec::new();
+            for row in &rows {
+                dcs.extend(dc_from(row, 8)?);
+            }
+            dcs.sort_by_key(|dc| dc.id);
+            Ok((header, dcs))
         })
-    }
-
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
-        attempt!(self, {
-            self.update_session(&self.db, session, true, |q| {
-                q.push("takeout_id = ").bind(takeout_id);
-            })
-            .await
-        })
+        .await
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT s.state_pts, s.state_qts, s.state_date, s.state_seq, c.channel_id, c.pts \
-                 FROM {} s LEFT JOIN {} c ON c.session = s.session WHERE s.session = ",
-                self.tables.sessions, self.tables.channel_pts
-            ))
-            .bind(session);
-            let rows = self.all(&self.db, q).await?;
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            let rows = s
+                .all(&s.db, &s.q.update_state, vec![session.into()])
+                .await?;
             let Some(first) = rows.first() else {
-                return Err(Error::session_not_found(session).into());
+                return Err(not_found(session));
             };
             let mut state = UpdateState {
                 pts: col(first, 0)?,
@@ -1498,206 +1378,149 @@ impl SessionStore for SqlStore {
             }
             Ok(state)
         })
+        .await
     }
 
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
-        attempt!(self, {
-            match change {
-                UpdateStateChange::All(state) => {
-                    let txn = self.begin_write().await?;
-                    self.update_session(&txn, session, false, |q| {
-                        q.push("state_pts = ")
-                            .bind(state.pts)
-                            .push(", state_qts = ")
-                            .bind(state.qts)
-                            .push(", state_date = ")
-                            .bind(state.date)
-                            .push(", state_seq = ")
-                            .bind(state.seq);
-                    })
-                    .await?;
-                    let mut q = self.sql();
-                    q.push(&format!(
-                        "DELETE FROM {} WHERE session = ",
-                        self.tables.channel_pts
-                    ))
-                    .bind(session);
-                    self.exec(&txn, q).await?;
-                    let rows = state
-                        .channels
-                        .iter()
-                        .map(|(id, pts)| vec![session.into(), (*id).into(), (*pts).into()])
-                        .collect();
-                    let table = self.tables.channel_pts.clone();
-                    self.insert_rows(&txn, &table, &["session", "channel_id", "pts"], None, rows)
-                        .await?;
-                    txn.commit().await?;
-                    Ok(())
-                }
-                UpdateStateChange::Primary { pts, date, seq } => {
-                    self.update_session(&self.db, session, false, |q| {
-                        q.push("state_pts = ")
-                            .bind(*pts)
-                            .push(", state_date = ")
-                            .bind(*date)
-                            .push(", state_seq = ")
-                            .bind(*seq);
-                    })
-                    .await
-                }
-                UpdateStateChange::Secondary { qts } => {
-                    self.update_session(&self.db, session, false, |q| {
-                        q.push("state_qts = ").bind(*qts);
-                    })
-                    .await
-                }
-                UpdateStateChange::Channel { id, pts } => {
-                    let mut q = self.sql();
-                    q.push(&format!(
-                        "INSERT INTO {} (session, channel_id, pts) SELECT session, ",
-                        self.tables.channel_pts
-                    ))
-                    .bind(*id)
-                    .push(", ")
-                    .bind(*pts)
-                    .push(&format!(" FROM {} WHERE session = ", self.tables.sessions))
-                    .bind(session)
-                    .on_conflict_update(&["session", "channel_id"], &["pts"]);
-                    if self.exec(&self.db, q).await? == 0 {
-                        return Err(Error::session_not_found(session).into());
-                    }
-                    Ok(())
-                }
-                UpdateStateChange::RemoveChannel { id } => {
-                    let mut q = self.sql();
-                    q.push(&format!(
-                        "DELETE FROM {} WHERE session = ",
-                        self.tables.channel_pts
-                    ))
-                    .bind(session)
-                    .push(" AND channel_id = ")
-                    .bind(*id);
-                    if self.exec(&self.db, q).await? == 0 {
-                        self.require_session(&self.db, session).await?;
-                    }
-                    Ok(())
-                }
-            }
+    async fn write_update_state(&self, session: &str, write: &UpdateStateWrite) -> Result<()> {
+        let s = &self.inner;
+        // One statement when the write touches one thing; a transaction otherwise.
+        let single = match &write.channels {
+            ChannelsWrite::Keep => true,
+            ChannelsWrite::Set { .. } | ChannelsWrite::Remove { .. } => !write.sets_fields(),
+            ChannelsWrite::Replace(_) => false,
+        };
+        if single {
+            // Setting fields or a channel, or removing one, twice stores
+            // the same as once.
+            return s
+                .run(Access::Write { idempotent: true }, || async move {
+                    s.write_update_state_in(&s.db, session, write).await
+                })
+                .await;
+        }
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            s.write_update_state_in(&txn, session, write).await?;
+            s.commit(txn).await
         })
-    }
-
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
-        check_username_keys(peers)?;
-        attempt!(self, {
-            let txn = self.begin_write().await?;
-            self.cache_peers_in(&txn, session, peers).await?;
-            txn.commit().await?;
-            Ok(())
-        })
+        .await
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        attempt!(self, {
-            let unique: Vec<i64> = ids
-                .iter()
-                .map(|id| id.marked())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let asked = unique.len();
-            let found = self.load_peers(&self.db, session, unique).await?;
-            if found.len() < asked || asked == 0 {
-                self.require_session(&self.db, session).await?;
-            }
-            Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
-        })
+        let s = &self.inner;
+        if let [only] = ids {
+            let peer = s
+                .run(Access::Read, || async move {
+                    s.lookup(
+                        session,
+                        &s.peers.by_id,
+                        vec![only.marked().into(), session.into()],
+                    )
+                    .await
+                })
+                .await?;
+            return Ok(vec![peer]);
+        }
+        let mut unique: Vec<i64> = ids.iter().map(|id| id.marked()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let unique = &unique;
+        let found = s
+            .run(Access::Read, || async move {
+                let mut found = BTreeMap::new();
+                if unique.is_empty() {
+                    s.require_session(&s.db, session).await?;
+                }
+                for chunk in unique.chunks(s.peers.ids_per_statement()) {
+                    let statement = s.peers.by_ids(session, chunk).build();
+                    let rows = s.db.query_all_raw(statement).await?;
+                    if rows.is_empty() {
+                        return Err(not_found(session));
+                    }
+                    found.extend(peers::decode_all(&rows)?);
+                }
+                Ok(found)
+            })
+            .await?;
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
-        let key = normalize_username(username);
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT p.id, p.kind, p.hash, p.hash_is_min, p.usernames_known, p.phone, p.name, \
-                 p.last_seen, u.username FROM {names} k \
-                 JOIN {peers} p ON p.session = k.session AND p.id = k.peer_id \
-                 LEFT JOIN {names} u ON u.session = p.session AND u.peer_id = p.id \
-                 WHERE k.session = ",
-                names = self.tables.peer_usernames,
-                peers = self.tables.peers
-            ))
-            .bind(session)
-            .push(" AND k.username_lower = ")
-            .bind(key.clone().into_bytes())
-            .push(" ORDER BY u.pos");
-            let rows = self.all(&self.db, q).await?;
-            let peer = self.decode_peers(&rows)?.into_iter().next();
-            if peer.is_none() {
-                self.require_session(&self.db, session).await?;
-            }
-            Ok(peer)
+    async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            s.lookup(
+                session,
+                &s.peers.by_username,
+                vec![key.as_bytes().to_vec().into(), session.into()],
+            )
+            .await
         })
+        .await
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&self.peer_select())
-                .push(" WHERE p.session = ")
-                .bind(session)
-                .push(" AND p.phone = ")
-                .bind(phone)
-                .push(" ORDER BY p.id, u.pos");
-            let rows = self.all(&self.db, q).await?;
-            let peer = self.decode_peers(&rows)?.into_iter().next();
-            if peer.is_none() {
-                self.require_session(&self.db, session).await?;
-            }
-            Ok(peer)
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            s.lookup(
+                session,
+                &s.peers.by_phone,
+                vec![phone.into(), session.into()],
+            )
+            .await
         })
+        .await
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT COUNT(*) FROM {} WHERE session = ",
-                self.tables.peers
-            ))
-            .bind(session);
-            let count = match self.one(&self.db, q).await? {
-                Some(row) => col::<i64>(&row, 0)?,
-                None => 0,
-            };
-            if count == 0 {
-                self.require_session(&self.db, session).await?;
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            match s.one(&s.db, &s.q.peer_count, vec![session.into()]).await? {
+                Some(row) => Ok(u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0)),
+                None => Err(not_found(session)),
             }
-            Ok(u64::try_from(count).unwrap_or(0))
         })
+        .await
+    }
+
+    async fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<()> {
+        let s = &self.inner;
+        if batch.is_empty() {
+            // Still a call on the session: a missing one is NotFound.
+            return s
+                .run(Access::Read, || async move {
+                    s.require_session(&s.db, session).await
+                })
+                .await;
+        }
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            s.cache_peers_in(&txn, session, batch).await?;
+            s.commit(txn).await
+        })
+        .await
     }
 
     async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "SELECT md5, size, kind, file_id, access_hash FROM {} WHERE session = ",
-                self.tables.sent_files
-            ))
-            .bind(session)
-            .push(" AND md5 = ")
-            .bind(key.md5.to_vec())
-            .push(" AND size = ")
-            .bind(key.size)
-            .push(" AND kind = ")
-            .bind(key.kind.code());
-            match self.one(&self.db, q).await? {
-                Some(row) => Ok(Some(self.decode_sent_file(&row)?.1)),
-                None => {
-                    self.require_session(&self.db, session).await?;
-                    Ok(None)
-                }
-            }
+        let s = &self.inner;
+        s.run(Access::Read, || async move {
+            let values = vec![
+                key.md5.to_vec().into(),
+                key.size.into(),
+                key.kind.code().into(),
+                session.into(),
+            ];
+            let Some(row) = s.one(&s.db, &s.q.sent_file, values).await? else {
+                return Err(not_found(session));
+            };
+            let Some(id) = col::<Option<i64>>(&row, 0)? else {
+                return Ok(None);
+            };
+            Ok(Some(SentFile {
+                id,
+                access_hash: col(&row, 1)?,
+            }))
         })
+        .await
     }
 
     async fn cache_sent_file(
@@ -1706,96 +1529,82 @@ impl SessionStore for SqlStore {
         key: &SentFileKey,
         file: &SentFile,
     ) -> Result<()> {
-        attempt!(self, {
-            let mut q = self.sql();
-            q.push(&format!(
-                "INSERT INTO {} (session, md5, size, kind, file_id, access_hash) SELECT session, ",
-                self.tables.sent_files
-            ))
-            .bind_list::<Value>([
+        let s = &self.inner;
+        s.run(Access::Write { idempotent: true }, || async move {
+            let values = vec![
                 key.md5.to_vec().into(),
                 key.size.into(),
                 key.kind.code().into(),
                 file.id.into(),
                 file.access_hash.into(),
-            ])
-            .push(&format!(" FROM {} WHERE session = ", self.tables.sessions))
-            .bind(session)
-            .on_conflict_update(
-                &["session", "md5", "size", "kind"],
-                &["file_id", "access_hash"],
-            );
-            if self.exec(&self.db, q).await? == 0 {
-                return Err(Error::session_not_found(session).into());
+                session.into(),
+            ];
+            if s.exec(&s.db, &s.q.cache_sent_file, values).await? == 0 {
+                return Err(not_found(session));
             }
             Ok(())
         })
+        .await
     }
 
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo> {
-        validate_lease(owner, ttl)?;
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        attempt!(self, {
-            // A holder seen here may expire or release before it is read
-            // back; then the lease is simply tried again.
-            let mut round = 0;
-            loop {
-                let now = now_ms();
-                let expires_at_ms = now.saturating_add(ttl_ms);
-                if self
-                    .try_acquire(session, owner, expires_at_ms, now)
-                    .await?
-                    .is_some()
-                {
-                    return Ok(LeaseInfo {
-                        session: session.to_owned(),
-                        owner: owner.to_owned(),
-                        expires_at_ms,
-                    });
-                }
-                round += 1;
-                match self.lease_holder(session).await? {
-                    Some((holder, until_ms)) if holder != owner && until_ms > now_ms() => {
-                        return Err(Error::LeaseHeld {
-                            session: session.to_owned(),
-                            owner: holder,
-                            until_ms,
-                        }
-                        .into());
-                    }
-                    _ if round < 5 => continue,
-                    _ => {
-                        return Err(Error::backend(
-                            self.engine.name(),
-                            "the lease kept changing hands while it was being acquired",
-                        )
-                        .into());
-                    }
-                }
-            }
+    async fn copy(&self, from: &str, to: &str, overwrite: bool, now_ms: i64) -> Result<()> {
+        let s = &self.inner;
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            s.copy_in(&txn, from, to, overwrite, now_ms).await?;
+            s.commit(txn).await
         })
+        .await
     }
 
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
-        attempt!(self, {
-            let t = &self.tables;
-            let mut q = self.sql();
-            q.push(&format!("DELETE FROM {} WHERE session = ", t.leases))
-                .bind(session)
-                .push(" AND owner = ")
-                .bind(owner.as_bytes().to_vec())
-                .push(" AND expires_at_ms > ")
-                .bind(now_ms());
-            if self.exec(&self.db, q).await? > 0 {
-                return Ok(true);
+    async fn acquire_lease(&self, session: &str, request: &LeaseRequest) -> Result<LeaseInfo> {
+        let s = &self.inner;
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            let current = s.stored_lease(&txn, session).await?;
+            let granted = request.decide(session, current.as_ref())?;
+            let owner = granted.owner.as_bytes().to_vec();
+            if current.is_some() {
+                s.exec(
+                    &txn,
+                    &s.q.update_lease,
+                    vec![owner.into(), granted.expires_at_ms.into(), session.into()],
+                )
+                .await?;
+            } else {
+                let inserted = s
+                    .exec(
+                        &txn,
+                        &s.q.insert_lease,
+                        vec![session.into(), owner.into(), granted.expires_at_ms.into()],
+                    )
+                    .await;
+                match inserted {
+                    Ok(_) => {}
+                    // Taken by another caller since it was looked at: look again.
+                    Err(fail) if is_unique_violation(&fail) => return Err(again()),
+                    Err(fail) => return Err(fail),
+                }
             }
-            let mut q = self.sql();
-            q.push(&format!("DELETE FROM {} WHERE session = ", t.leases))
-                .bind(session)
-                .push(" AND owner = ")
-                .bind(owner.as_bytes().to_vec());
-            self.exec(&self.db, q).await?;
-            Ok(false)
+            s.commit(txn).await?;
+            Ok(granted)
         })
+        .await
+    }
+
+    async fn release_lease(&self, session: &str, owner: &str, now_ms: i64) -> Result<bool> {
+        let s = &self.inner;
+        s.run(Access::Transaction, || async move {
+            let txn = s.begin_write().await?;
+            let current = s.stored_lease(&txn, session).await?;
+            let (remove, live) = decide_release(current.as_ref(), owner, now_ms);
+            if remove {
+                s.exec(&txn, &s.q.delete_lease, vec![session.into()])
+                    .await?;
+            }
+            s.commit(txn).await?;
+            Ok(live)
+        })
+        .await
     }
 }

@@ -42,9 +42,24 @@ async fn mysql_delete_cascades() {
 }
 
 #[tokio::test]
-async fn mysql_unreachable_is_unavailable_and_redacted() {
-    common::unreachable_is_unavailable(
-        "mysql://root:Hunter2Secret@127.0.0.1:9/test?connect_timeout=2",
+async fn mysql_odd_text_round_trips() {
+    common::odd_text_round_trips(Engine::MySql).await;
+}
+
+#[tokio::test]
+async fn mysql_open_modes() {
+    common::open_modes(Engine::MySql).await;
+}
+
+#[tokio::test]
+async fn mysql_unknown_options_are_refused() {
+    common::unknown_options_are_refused(&server_url(Engine::MySql)).await;
+}
+
+#[tokio::test]
+async fn mysql_refused_port_fails_fast() {
+    common::refused_port_fails_fast(
+        "mysql://root:Hunter2Secret@127.0.0.1:1/test",
         "Hunter2Secret",
     )
     .await;
@@ -54,8 +69,7 @@ async fn mysql_unreachable_is_unavailable_and_redacted() {
 async fn mysql_wrong_password_never_shows() {
     let base = server_url(Engine::MySql);
     let url = base.replacen("://root@", "://root:Hunter2Secret@", 1);
-    let url = if url == base { base.clone() } else { url };
-    match SqlStore::connect(&format!("{url}?connect_timeout=5")).await {
+    match SqlStore::open(&common::with_option(&url, "connect_timeout=5")).await {
         Err(err) => {
             assert!(
                 matches!(err.kind(), ErrorKind::Backend | ErrorKind::Unavailable),
@@ -74,10 +88,7 @@ async fn mysql_wrong_password_never_shows() {
 async fn mariadb_scheme_is_accepted() {
     let url = server_url(Engine::MySql).replacen("mysql://", "mariadb://", 1);
     let prefix = common::unique_prefix("md");
-    let builder = SqlStore::builder(&url)
-        .expect("url")
-        .table_prefix(&prefix)
-        .expect("prefix");
+    let builder = SqlStore::builder(&url).table_prefix(prefix);
     let store = builder.clone().open().await.expect("open");
     assert_eq!(store.engine(), Engine::MySql);
     drop(store);
@@ -85,6 +96,11 @@ async fn mariadb_scheme_is_accepted() {
 }
 
 #[tokio::test]
-async fn mysql_odd_text_round_trips() {
-    common::odd_text_round_trips(Engine::MySql).await;
+async fn mysql_lookups_use_their_indexes() {
+    common::lookups_use_their_indexes(Engine::MySql).await;
+}
+
+#[tokio::test]
+async fn mysql_blocked_calls_are_abandoned_after_the_response_timeout() {
+    common::blocked_calls_are_abandoned_after_the_response_timeout(Engine::MySql).await;
 }
