@@ -1,0 +1,151 @@
+//! `mtsession-bench`: every store measured beside its raw engine doing the
+//! same work (same key shapes, same indexes, same durability) in one run.
+//!
+//! Run through `cargo xtask bench --compare`, which starts the services and
+//! passes their URLs. Writes `docs/bench/RESULTS.md`, `docs/bench/ratios.svg`
+//! and the raw figures to `target/bench/compare.json`.
+
+#![forbid(unsafe_code)]
+
+mod raw;
+mod report;
+mod workload;
+
+use report::Measure;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Backends to measure (`memory`, `sqlite`, `sled`, `redis`, `postgres`, `mysql`, `mongo`).
+    pub(crate) backends: Vec<String>,
+    /// Repetitions of each workload; the table shows the median and the range.
+    pub(crate) repeat: usize,
+    /// Peers of the loaded session the lookups run on.
+    pub(crate) peers: i64,
+    /// Peers of the store the embedded open workload opens.
+    pub(crate) open_peers: i64,
+    /// Extra peer counts for the lookup-cost scaling check (embedded backends).
+    pub(crate) scale: Vec<i64>,
+    /// Where the results go.
+    pub(crate) out_dir: std::path::PathBuf,
+    pub(crate) redis_url: String,
+    pub(crate) postgres_url: String,
+    pub(crate) mysql_url: String,
+    pub(crate) mongo_url: String,
+}
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn parse_args() -> Result<Config, String> {
+    let mut config = Config {
+        backends: vec![
+            "memory".into(),
+            "sqlite".into(),
+            "sled".into(),
+            "redis".into(),
+            "postgres".into(),
+            "mysql".into(),
+            "mongo".into(),
+        ],
+        repeat: 3,
+        peers: 10_000,
+        open_peers: 100_000,
+        scale: Vec::new(),
+        out_dir: std::path::PathBuf::from("docs/bench"),
+        redis_url: env_or("MTSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        postgres_url: env_or(
+            "MTSESSION_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        ),
+        mysql_url: env_or(
+            "MTSESSION_TEST_MYSQL_URL",
+            "mysql://root@127.0.0.1:3306/test",
+        ),
+        mongo_url: env_or(
+            "MTSESSION_TEST_MONGO_URL",
+            "mongodb://127.0.0.1:27017/?directConnection=true",
+        ),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--backends" => {
+                config.backends = value("--backends")?.split(',').map(str::to_owned).collect();
+            }
+            "--repeat" => {
+                config.repeat = value("--repeat")?
+                    .parse()
+                    .map_err(|_| "--repeat takes a number")?;
+            }
+            "--peers" => {
+                config.peers = value("--peers")?
+                    .parse()
+                    .map_err(|_| "--peers takes a number")?;
+            }
+            "--open-peers" => {
+                config.open_peers = value("--open-peers")?
+                    .parse()
+                    .map_err(|_| "--open-peers takes a number")?;
+            }
+            "--scale" => {
+                config.scale = value("--scale")?
+                    .split(',')
+                    .map(|n| n.parse().map_err(|_| "--scale takes numbers"))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--out" => config.out_dir = value("--out")?.into(),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(config)
+}
+
+fn main() {
+    let config = match parse_args() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mtsession-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mtsession-bench: no runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut measures: Vec<Measure> = Vec::new();
+    let mut failures = Vec::new();
+    for backend in &config.backends {
+        eprintln!("mtsession-bench: {backend}");
+        match runtime.block_on(workload::run_backend(backend, &config)) {
+            Ok(found) => measures.extend(found),
+            Err(e) => {
+                eprintln!("mtsession-bench: {backend} failed: {e}");
+                failures.push(format!("{backend}: {e}"));
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    if let Err(e) = report::write(&config, &measures, elapsed) {
+        eprintln!("mtsession-bench: cannot write the report: {e}");
+        std::process::exit(1);
+    }
+    println!("{}", report::table(&measures));
+    if !failures.is_empty() {
+        eprintln!("mtsession-bench: failed: {}", failures.join("; "));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1180 @@
+//! The raw engines doing the same work as the stores: the same rows, keys and
+//! indexes, the same durability, each engine's own client driven directly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::Config;
+use crate::report::Measure;
+use crate::workload::{
+    BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, OPENS, STATE, STATE_WRITES,
+    UPSERT_EXISTING, UPSERT_NEW, measure, measure_sync, rate, shuffled,
+};
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The row of one peer as the raw engines store it.
+struct Row {
+    id: i64,
+    hash: i64,
+    username: String,
+    phone: String,
+    name: String,
+}
+
+fn row(id: i64) -> Row {
+    Row {
+        id,
+        hash: id.wrapping_mul(0x9E37_79B9),
+        username: format!("user{id}"),
+        phone: format!("799900{id}"),
+        name: format!("Peer number {id}"),
+    }
+}
+
+fn rows(n: i64) -> Vec<Row> {
+    (FIRST_ID..FIRST_ID + n).map(row).collect()
+}
+
+/// The value the key-value engines store for a peer.
+fn encoded(r: &Row) -> String {
+    format!(
+        "{{\"id\":{},\"kind\":1,\"hash\":{},\"usernames\":[\"{}\"],\"phone\":\"{}\",\"name\":\"{}\"}}",
+        r.id, r.hash, r.username, r.phone, r.name
+    )
+}
+
+const SQLITE_SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS sessions (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    home_dc INTEGER NOT NULL, pts INTEGER NOT NULL DEFAULT 0, qts INTEGER NOT NULL DEFAULT 0,
+    date INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS dc_options (session INTEGER NOT NULL, dc_id INTEGER NOT NULL,
+    ipv4 TEXT, ipv6 TEXT, auth_key BLOB, PRIMARY KEY (session, dc_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peers (session INTEGER NOT NULL, id INTEGER NOT NULL, kind INTEGER,
+    hash INTEGER, hash_is_min INTEGER, usernames TEXT, phone TEXT, name TEXT, last_seen INTEGER,
+    PRIMARY KEY (session, id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS peers_by_phone ON peers (session, phone) WHERE phone IS NOT NULL;
+CREATE TABLE IF NOT EXISTS peer_usernames (session INTEGER NOT NULL, username_lower TEXT NOT NULL,
+    peer_id INTEGER NOT NULL, PRIMARY KEY (session, username_lower)) WITHOUT ROWID;
+";
+
+fn sqlite_upsert(
+    conn: &mut rusqlite::Connection,
+    session: i64,
+    batch: &[Row],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut peer = tx.prepare_cached(
+            "INSERT INTO peers (session, id, kind, hash, hash_is_min, usernames, phone, name) \
+             VALUES (?1, ?2, 1, ?3, 0, ?4, ?5, ?6) ON CONFLICT (session, id) DO UPDATE SET \
+             kind = excluded.kind, hash = excluded.hash, hash_is_min = excluded.hash_is_min, \
+             usernames = excluded.usernames, phone = excluded.phone, name = excluded.name",
+        )?;
+        let mut name = tx.prepare_cached(
+            "INSERT INTO peer_usernames (session, username_lower, peer_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (session, username_lower) DO UPDATE SET peer_id = excluded.peer_id",
+        )?;
+        for r in batch {
+            let list = format!("[\"{}\"]", r.username);
+            peer.execute(rusqlite::params![
+                session, r.id, r.hash, list, r.phone, r.name
+            ])?;
+            name.execute(rusqlite::params![session, r.username, r.id])?;
+        }
+    }
+    tx.commit()
+}
+
+fn sqlite_open(path: &Path, synchronous: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(SQLITE_SCHEMA)?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    Ok(conn)
+}
+
+/// rusqlite with the schema shape of session-sqlite, WAL, `synchronous=FULL`
+/// for durable writes (and `NORMAL` for the write-behind row).
+pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+    const LABEL: &str = "sqlite";
+    let path = dir.join("raw.sqlite");
+    let mut conn = sqlite_open(&path, "FULL").map_err(err)?;
+    conn.execute(
+        "INSERT INTO sessions (id, name, home_dc) VALUES (1, 'lookups', 2), (2, 'upserts', 2)",
+        [],
+    )
+    .map_err(err)?;
+    conn.execute(
+        "INSERT INTO dc_options (session, dc_id, ipv4, auth_key) VALUES (1, 2, '149.154.167.51:443', ?1)",
+        [vec![7u8; 256]],
+    )
+    .map_err(err)?;
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure_sync(config.repeat, || {
+        conn.execute("DELETE FROM peers WHERE session = 2", [])
+            .map_err(err)?;
+        conn.execute("DELETE FROM peer_usernames WHERE session = 2", [])
+            .map_err(err)?;
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            sqlite_upsert(&mut conn, 2, batch).map_err(err)?;
+        }
+        Ok(rate(all.len(), started))
+    })?;
+    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
+    for batch in all.chunks(1_000) {
+        sqlite_upsert(&mut conn, 1, batch).map_err(err)?;
+    }
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            sqlite_upsert(&mut conn, 1, batch).map_err(err)?;
+        }
+        Ok(rate(all.len(), started))
+    })?;
+    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
+
+    let ids = shuffled(config.peers);
+    let lookup = |sql: &str, key: &dyn Fn(i64) -> rusqlite::types::Value| {
+        measure_sync(config.repeat, || {
+            let started = Instant::now();
+            let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+            for id in &ids {
+                let found: (i64, Option<String>, Option<String>) = stmt
+                    .query_row([key(*id)], |r| Ok((r.get(0)?, r.get(5)?, r.get(7)?)))
+                    .map_err(err)?;
+                std::hint::black_box(found);
+            }
+            Ok(rate(ids.len(), started))
+        })
+    };
+    const COLUMNS: &str =
+        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
+    let runs = lookup(
+        &format!("SELECT {COLUMNS} FROM peers p WHERE p.session = 1 AND p.id = ?1"),
+        &|id| rusqlite::types::Value::Integer(id),
+    )?;
+    out.push(Measure::new(LABEL, LOOKUP_ID, "raw", runs));
+    let runs = lookup(
+        &format!(
+            "SELECT {COLUMNS} FROM peer_usernames u JOIN peers p ON p.session = u.session \
+             AND p.id = u.peer_id WHERE u.session = 1 AND u.username_lower = ?1"
+        ),
+        &|id| rusqlite::types::Value::Text(format!("user{id}")),
+    )?;
+    out.push(Measure::new(LABEL, LOOKUP_USERNAME, "raw", runs));
+    let runs = lookup(
+        &format!("SELECT {COLUMNS} FROM peers p WHERE p.session = 1 AND p.phone = ?1"),
+        &|id| rusqlite::types::Value::Text(format!("799900{id}")),
+    )?;
+    out.push(Measure::new(LABEL, LOOKUP_PHONE, "raw", runs));
+
+    for (label, synchronous) in [("sqlite", "FULL"), ("sqlite write-behind", "NORMAL")] {
+        conn.pragma_update(None, "synchronous", synchronous)
+            .map_err(err)?;
+        let mut pts = 0;
+        let runs = measure_sync(config.repeat, || {
+            let started = Instant::now();
+            let mut stmt = conn
+                .prepare_cached("UPDATE sessions SET pts = ?1, date = ?2, seq = ?1 WHERE id = 1")
+                .map_err(err)?;
+            for _ in 0..STATE_WRITES {
+                pts += 1;
+                stmt.execute(rusqlite::params![pts, 1_700_000_000])
+                    .map_err(err)?;
+            }
+            Ok(rate(STATE_WRITES, started))
+        })?;
+        out.push(Measure::new(label, STATE, "raw", runs));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+
+    // The open workload: a store holding `open_peers` peers.
+    let big = dir.join("raw-open.sqlite");
+    {
+        let mut conn = sqlite_open(&big, "OFF").map_err(err)?;
+        conn.execute(
+            "INSERT INTO sessions (id, name, home_dc) VALUES (1, 'open', 2)",
+            [],
+        )
+        .map_err(err)?;
+        conn.execute(
+            "INSERT INTO dc_options (session, dc_id, ipv4, auth_key) VALUES (1, 2, '149.154.167.51:443', ?1)",
+            [vec![7u8; 256]],
+        )
+        .map_err(err)?;
+        let many = rows(config.open_peers);
+        for batch in many.chunks(5_000) {
+            sqlite_upsert(&mut conn, 1, batch).map_err(err)?;
+        }
+    }
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for _ in 0..OPENS {
+            let conn = rusqlite::Connection::open(&big).map_err(err)?;
+            let key: Vec<u8> = conn
+                .query_row(
+                    "SELECT d.auth_key FROM sessions s JOIN dc_options d ON d.session = s.id \
+                     AND d.dc_id = s.home_dc WHERE s.name = 'open'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            std::hint::black_box(key);
+        }
+        Ok(rate(OPENS, started))
+    })?;
+    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+    Ok(out)
+}
+
+/// sled with one tree per kind, keys `session ‖ id`, flushed per durable write.
+pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+    const LABEL: &str = "sled";
+    let path = dir.join("raw.sled");
+    let db = sled::open(&path).map_err(err)?;
+    let peers = db.open_tree("peers").map_err(err)?;
+    let names = db.open_tree("uname").map_err(err)?;
+    let phones = db.open_tree("phone").map_err(err)?;
+    let state = db.open_tree("state").map_err(err)?;
+    let key = |session: u8, tail: &[u8]| -> Vec<u8> {
+        let mut k = vec![session];
+        k.extend_from_slice(tail);
+        k
+    };
+    let upsert = |session: u8, batch: &[Row]| -> Result<(), String> {
+        let (mut p, mut u, mut ph) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        for r in batch {
+            let id = r.id.to_be_bytes();
+            p.insert(key(session, &id), encoded(r).as_bytes());
+            u.insert(key(session, r.username.as_bytes()), &id);
+            ph.insert(key(session, r.phone.as_bytes()), &id);
+        }
+        peers.apply_batch(p).map_err(err)?;
+        names.apply_batch(u).map_err(err)?;
+        phones.apply_batch(ph).map_err(err)?;
+        db.flush().map_err(err)?;
+        Ok(())
+    };
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure_sync(config.repeat, || {
+        for r in &all {
+            peers.remove(key(2, &r.id.to_be_bytes())).map_err(err)?;
+        }
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            upsert(2, batch)?;
+        }
+        Ok(rate(all.len(), started))
+    })?;
+    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
+    upsert(1, &all)?;
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            upsert(1, batch)?;
+        }
+        Ok(rate(all.len(), started))
+    })?;
+    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
+    let ids = shuffled(config.peers);
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for id in &ids {
+            let value = peers
+                .get(key(1, &id.to_be_bytes()))
+                .map_err(err)?
+                .ok_or("missing")?;
+            std::hint::black_box(value);
+        }
+        Ok(rate(ids.len(), started))
+    })?;
+    out.push(Measure::new(LABEL, LOOKUP_ID, "raw", runs));
+    for (workload, index, text) in [
+        (LOOKUP_USERNAME, &names, "user"),
+        (LOOKUP_PHONE, &phones, "799900"),
+    ] {
+        let runs = measure_sync(config.repeat, || {
+            let started = Instant::now();
+            for id in &ids {
+                let owner = index
+                    .get(key(1, format!("{text}{id}").as_bytes()))
+                    .map_err(err)?
+                    .ok_or("missing")?;
+                let value = peers.get(key(1, &owner)).map_err(err)?.ok_or("missing")?;
+                std::hint::black_box(value);
+            }
+            Ok(rate(ids.len(), started))
+        })?;
+        out.push(Measure::new(LABEL, workload, "raw", runs));
+    }
+    let mut pts = 0u32;
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for _ in 0..STATE_WRITES {
+            pts += 1;
+            let mut value = [0u8; 12];
+            value[..4].copy_from_slice(&pts.to_be_bytes());
+            value[8..].copy_from_slice(&pts.to_be_bytes());
+            state.insert(key(1, b"state"), &value).map_err(err)?;
+            db.flush().map_err(err)?;
+        }
+        Ok(rate(STATE_WRITES, started))
+    })?;
+    out.push(Measure::new(LABEL, STATE, "raw", runs));
+    state
+        .insert(key(1, b"home"), &[7u8; 256][..])
+        .map_err(err)?;
+    let many = rows(config.open_peers);
+    for batch in many.chunks(5_000) {
+        upsert(3, batch)?;
+    }
+    drop((peers, names, phones, state));
+    db.flush().map_err(err)?;
+    drop(db);
+    let runs = measure_sync(config.repeat, || {
+        let started = Instant::now();
+        for _ in 0..OPENS {
+            let db = sled::open(&path).map_err(err)?;
+            let tree = db.open_tree("state").map_err(err)?;
+            let home = tree.get(key(1, b"home")).map_err(err)?.ok_or("missing")?;
+            std::hint::black_box(home);
+        }
+        Ok(rate(OPENS, started))
+    })?;
+    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+    Ok(out)
+}
+
+/// redis-rs with one hash per kind of data per session.
+pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
+    const LABEL: &str = "redis";
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(err)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(err)?;
+    let prefix = "mtsession-bench-raw";
+    let k = |session: u8, what: &str| format!("{prefix}:{session}:{what}");
+    let upsert = |conn: redis::aio::MultiplexedConnection, session: u8, batch: &[Row]| {
+        let mut pipe = redis::pipe();
+        let peers: Vec<(i64, String)> = batch.iter().map(|r| (r.id, encoded(r))).collect();
+        let names: Vec<(&str, i64)> = batch.iter().map(|r| (r.username.as_str(), r.id)).collect();
+        let phones: Vec<(&str, i64)> = batch.iter().map(|r| (r.phone.as_str(), r.id)).collect();
+        pipe.atomic()
+            .hset_multiple(k(session, "peers"), &peers)
+            .ignore()
+            .hset_multiple(k(session, "uname"), &names)
+            .ignore()
+            .hset_multiple(k(session, "phone"), &phones)
+            .ignore();
+        async move {
+            let mut conn = conn;
+            pipe.query_async::<()>(&mut conn).await.map_err(err)
+        }
+    };
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure(config.repeat, || {
+        let conn = conn.clone();
+        let all = &all;
+        async move {
+            let mut c = conn.clone();
+            redis::cmd("DEL")
+                .arg(k(2, "peers"))
+                .arg(k(2, "uname"))
+                .arg(k(2, "phone"))
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(conn.clone(), 2, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
+    upsert(conn.clone(), 1, &all).await?;
+    let runs = measure(config.repeat, || {
+        let conn = conn.clone();
+        let all = &all;
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(conn.clone(), 1, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
+    let ids = shuffled(config.peers);
+    let runs = measure(config.repeat, || {
+        let mut conn = conn.clone();
+        let ids = &ids;
+        async move {
+            let started = Instant::now();
+            for id in ids {
+                let value: Option<String> = redis::cmd("HGET")
+                    .arg(k(1, "peers"))
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                value.ok_or("missing")?;
+            }
+            Ok(rate(ids.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, LOOKUP_ID, "raw", runs));
+    for (workload, index, text) in [
+        (LOOKUP_USERNAME, "uname", "user"),
+        (LOOKUP_PHONE, "phone", "799900"),
+    ] {
+        let runs = measure(config.repeat, || {
+            let mut conn = conn.clone();
+            let ids = &ids;
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    let owner: Option<i64> = redis::cmd("HGET")
+                        .arg(k(1, index))
+                        .arg(format!("{text}{id}"))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(err)?;
+                    let value: Option<String> = redis::cmd("HGET")
+                        .arg(k(1, "peers"))
+                        .arg(owner.ok_or("missing")?)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(err)?;
+                    value.ok_or("missing")?;
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(LABEL, workload, "raw", runs));
+    }
+    let mut pts = 0;
+    let runs = measure(config.repeat, || {
+        let mut conn = conn.clone();
+        let start = pts;
+        pts += STATE_WRITES;
+        async move {
+            let started = Instant::now();
+            for i in 0..STATE_WRITES {
+                redis::cmd("HSET")
+                    .arg(k(1, "state"))
+                    .arg("pts")
+                    .arg(start + i)
+                    .arg("date")
+                    .arg(1_700_000_000)
+                    .arg("seq")
+                    .arg(start + i)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(err)?;
+            }
+            Ok(rate(STATE_WRITES, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, STATE, "raw", runs));
+    redis::cmd("HSET")
+        .arg(k(1, "dcs"))
+        .arg("2")
+        .arg(vec![7u8; 256])
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(err)?;
+    let url = config.redis_url.clone();
+    let runs = measure(config.repeat, || {
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..OPENS {
+                let client = redis::Client::open(url.as_str()).map_err(err)?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(err)?;
+                let key: Option<Vec<u8>> = redis::cmd("HGET")
+                    .arg(k(1, "dcs"))
+                    .arg("2")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                key.ok_or("missing")?;
+            }
+            Ok(rate(OPENS, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+    redis::cmd("DEL")
+        .arg(k(1, "peers"))
+        .arg(k(1, "uname"))
+        .arg(k(1, "phone"))
+        .arg(k(1, "state"))
+        .arg(k(1, "dcs"))
+        .arg(k(2, "peers"))
+        .arg(k(2, "uname"))
+        .arg(k(2, "phone"))
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(err)?;
+    Ok(out)
+}
+
+/// sqlx on PostgreSQL or MySQL, with the table shape of session-sql.
+pub(crate) async fn sql(backend: &str, url: &str, config: &Config) -> Result<Vec<Measure>, String> {
+    let label = if backend == "postgres" {
+        "postgres"
+    } else {
+        "mysql"
+    };
+    if backend == "postgres" {
+        sql_postgres(label, url, config).await
+    } else {
+        sql_mysql(label, url, config).await
+    }
+}
+
+async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Measure>, String> {
+    use sqlx::Row as _;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .map_err(err)?;
+    for statement in [
+        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions",
+        "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key BYTEA)",
+        "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone TEXT, name TEXT, last_seen BIGINT, PRIMARY KEY (session, id))",
+        "CREATE UNIQUE INDEX rawbench_peers_phone ON rawbench_peers (session, phone)",
+        "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username TEXT NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
+        "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, decode(repeat('07', 256), 'hex')), (2, 2, NULL)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.map_err(err)?;
+    }
+    let upsert = |session: i64, batch: &[Row]| {
+        let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+        let hashes: Vec<i64> = batch.iter().map(|r| r.hash).collect();
+        let lists: Vec<String> = batch
+            .iter()
+            .map(|r| format!("[\"{}\"]", r.username))
+            .collect();
+        let names: Vec<String> = batch.iter().map(|r| r.username.clone()).collect();
+        let phones: Vec<String> = batch.iter().map(|r| r.phone.clone()).collect();
+        let display: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.map_err(err)?;
+            sqlx::query(
+                "INSERT INTO rawbench_peers (session, id, kind, hash, hash_is_min, usernames, phone, name) \
+                 SELECT $1, * FROM UNNEST($2::bigint[], array_fill(1, ARRAY[cardinality($2::bigint[])]), \
+                 $3::bigint[], array_fill(false, ARRAY[cardinality($2::bigint[])]), $4::text[], $5::text[], $6::text[]) \
+                 ON CONFLICT (session, id) DO UPDATE SET kind = excluded.kind, hash = excluded.hash, \
+                 hash_is_min = excluded.hash_is_min, usernames = excluded.usernames, phone = excluded.phone, \
+                 name = excluded.name",
+            )
+            .bind(session)
+            .bind(&ids)
+            .bind(&hashes)
+            .bind(&lists)
+            .bind(&phones)
+            .bind(&display)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            sqlx::query(
+                "INSERT INTO rawbench_usernames (session, username, peer_id) \
+                 SELECT $1, * FROM UNNEST($2::text[], $3::bigint[]) \
+                 ON CONFLICT (session, username) DO UPDATE SET peer_id = excluded.peer_id",
+            )
+            .bind(session)
+            .bind(&names)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        }
+    };
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure(config.repeat, || {
+        let pool = pool.clone();
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            sqlx::query("DELETE FROM rawbench_peers WHERE session = 2")
+                .execute(&pool)
+                .await
+                .map_err(err)?;
+            sqlx::query("DELETE FROM rawbench_usernames WHERE session = 2")
+                .execute(&pool)
+                .await
+                .map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(2, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, UPSERT_NEW, "raw", runs));
+    for batch in all.chunks(1_000) {
+        upsert(1, batch).await?;
+    }
+    sqlx::query("ANALYZE rawbench_peers")
+        .execute(&pool)
+        .await
+        .map_err(err)?;
+    sqlx::query("ANALYZE rawbench_usernames")
+        .execute(&pool)
+        .await
+        .map_err(err)?;
+    let runs = measure(config.repeat, || {
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(1, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, UPSERT_EXISTING, "raw", runs));
+    let ids = shuffled(config.peers);
+    const COLUMNS: &str =
+        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
+    for (workload, sql, text) in [
+        (
+            LOOKUP_ID,
+            format!("SELECT {COLUMNS} FROM rawbench_peers p WHERE p.session = 1 AND p.id = $1"),
+            None,
+        ),
+        (
+            LOOKUP_USERNAME,
+            format!(
+                "SELECT {COLUMNS} FROM rawbench_usernames u JOIN rawbench_peers p ON p.session = u.session AND p.id = u.peer_id WHERE u.session = 1 AND u.username = $1"
+            ),
+            Some("user"),
+        ),
+        (
+            LOOKUP_PHONE,
+            format!("SELECT {COLUMNS} FROM rawbench_peers p WHERE p.session = 1 AND p.phone = $1"),
+            Some("799900"),
+        ),
+    ] {
+        let runs = measure(config.repeat, || {
+            let pool = pool.clone();
+            let ids = &ids;
+            let sql = sql.clone();
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                    let query = match text {
+                        None => query.bind(*id),
+                        Some(t) => query.bind(format!("{t}{id}")),
+                    };
+                    let row = query.fetch_one(&pool).await.map_err(err)?;
+                    std::hint::black_box(row.try_get::<i64, _>(0).map_err(err)?);
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, workload, "raw", runs));
+    }
+    let mut pts = 0;
+    let runs = measure(config.repeat, || {
+        let pool = pool.clone();
+        let start = pts;
+        pts += STATE_WRITES as i32;
+        async move {
+            let started = Instant::now();
+            for i in 0..STATE_WRITES as i32 {
+                sqlx::query(
+                    "UPDATE rawbench_sessions SET pts = $1, date = $2, seq = $1 WHERE id = 1",
+                )
+                .bind(start + i)
+                .bind(1_700_000_000)
+                .execute(&pool)
+                .await
+                .map_err(err)?;
+            }
+            Ok(rate(STATE_WRITES, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, STATE, "raw", runs));
+    let url = url.to_owned();
+    let runs = measure(config.repeat, || {
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..OPENS / 4 {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .map_err(err)?;
+                let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(err)?;
+                std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
+                pool.close().await;
+            }
+            Ok(rate(OPENS / 4, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, OPEN, "raw", runs));
+    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions")
+        .execute(&pool)
+        .await
+        .map_err(err)?;
+    Ok(out)
+}
+
+async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measure>, String> {
+    use sqlx::Row as _;
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .map_err(err)?;
+    for statement in [
+        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions",
+        "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key VARBINARY(256))",
+        "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone VARCHAR(64), name TEXT, last_seen BIGINT, PRIMARY KEY (session, id), UNIQUE KEY rawbench_phone (session, phone))",
+        "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username VARCHAR(255) NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
+        "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, UNHEX(REPEAT('07', 256))), (2, 2, NULL)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.map_err(err)?;
+    }
+    let upsert = |session: i64, batch: &[Row]| {
+        let mut peers = String::from(
+            "INSERT INTO rawbench_peers (session, id, kind, hash, hash_is_min, usernames, phone, name) VALUES ",
+        );
+        let mut names =
+            String::from("INSERT INTO rawbench_usernames (session, username, peer_id) VALUES ");
+        for (i, _) in batch.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            peers.push_str(&format!("{comma}(?, ?, 1, ?, FALSE, ?, ?, ?)"));
+            names.push_str(&format!("{comma}(?, ?, ?)"));
+        }
+        peers.push_str(
+            " ON DUPLICATE KEY UPDATE kind = VALUES(kind), hash = VALUES(hash), hash_is_min = VALUES(hash_is_min), \
+             usernames = VALUES(usernames), phone = VALUES(phone), name = VALUES(name)",
+        );
+        names.push_str(" ON DUPLICATE KEY UPDATE peer_id = VALUES(peer_id)");
+        let batch: Vec<(i64, i64, String, String, String, String)> = batch
+            .iter()
+            .map(|r| {
+                (
+                    r.id,
+                    r.hash,
+                    format!("[\"{}\"]", r.username),
+                    r.phone.clone(),
+                    r.name.clone(),
+                    r.username.clone(),
+                )
+            })
+            .collect();
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(peers.as_str()));
+            for (id, hash, list, phone, name, _) in &batch {
+                q = q
+                    .bind(session)
+                    .bind(id)
+                    .bind(hash)
+                    .bind(list)
+                    .bind(phone)
+                    .bind(name);
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(names.as_str()));
+            for (id, _, _, _, _, username) in &batch {
+                q = q.bind(session).bind(username).bind(id);
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
+            tx.commit().await.map_err(err)
+        }
+    };
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure(config.repeat, || {
+        let pool = pool.clone();
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            sqlx::query("DELETE FROM rawbench_peers WHERE session = 2")
+                .execute(&pool)
+                .await
+                .map_err(err)?;
+            sqlx::query("DELETE FROM rawbench_usernames WHERE session = 2")
+                .execute(&pool)
+                .await
+                .map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(2, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, UPSERT_NEW, "raw", runs));
+    for batch in all.chunks(1_000) {
+        upsert(1, batch).await?;
+    }
+    let runs = measure(config.repeat, || {
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(1, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, UPSERT_EXISTING, "raw", runs));
+    let ids = shuffled(config.peers);
+    const COLUMNS: &str =
+        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
+    for (workload, sql, text) in [
+        (
+            LOOKUP_ID,
+            format!("SELECT {COLUMNS} FROM rawbench_peers p WHERE p.session = 1 AND p.id = ?"),
+            None,
+        ),
+        (
+            LOOKUP_USERNAME,
+            format!(
+                "SELECT {COLUMNS} FROM rawbench_usernames u JOIN rawbench_peers p ON p.session = u.session AND p.id = u.peer_id WHERE u.session = 1 AND u.username = ?"
+            ),
+            Some("user"),
+        ),
+        (
+            LOOKUP_PHONE,
+            format!("SELECT {COLUMNS} FROM rawbench_peers p WHERE p.session = 1 AND p.phone = ?"),
+            Some("799900"),
+        ),
+    ] {
+        let runs = measure(config.repeat, || {
+            let pool = pool.clone();
+            let ids = &ids;
+            let sql = sql.clone();
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                    let query = match text {
+                        None => query.bind(*id),
+                        Some(t) => query.bind(format!("{t}{id}")),
+                    };
+                    let row = query.fetch_one(&pool).await.map_err(err)?;
+                    std::hint::black_box(row.try_get::<i64, _>(0).map_err(err)?);
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, workload, "raw", runs));
+    }
+    let mut pts = 0;
+    let runs = measure(config.repeat, || {
+        let pool = pool.clone();
+        let start = pts;
+        pts += STATE_WRITES as i32;
+        async move {
+            let started = Instant::now();
+            for i in 0..STATE_WRITES as i32 {
+                sqlx::query("UPDATE rawbench_sessions SET pts = ?, date = ?, seq = ? WHERE id = 1")
+                    .bind(start + i)
+                    .bind(1_700_000_000)
+                    .bind(start + i)
+                    .execute(&pool)
+                    .await
+                    .map_err(err)?;
+            }
+            Ok(rate(STATE_WRITES, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, STATE, "raw", runs));
+    let url = url.to_owned();
+    let runs = measure(config.repeat, || {
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..OPENS / 4 {
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .map_err(err)?;
+                let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(err)?;
+                std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
+                pool.close().await;
+            }
+            Ok(rate(OPENS / 4, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, OPEN, "raw", runs));
+    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions")
+        .execute(&pool)
+        .await
+        .map_err(err)?;
+    Ok(out)
+}
+
+/// The mongodb driver: one document per peer with indexed username and phone fields.
+pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
+    use bson::doc;
+    const LABEL: &str = "mongo";
+    let client = mongodb::Client::with_uri_str(&config.mongo_url)
+        .await
+        .map_err(err)?;
+    let db = client.database("mtsession_rawbench");
+    db.drop().await.map_err(err)?;
+    let peers = db.collection::<bson::Document>("peers");
+    let sessions = db.collection::<bson::Document>("sessions");
+    for keys in [doc! {"s": 1, "u": 1}, doc! {"s": 1, "phone": 1}] {
+        peers
+            .create_index(mongodb::IndexModel::builder().keys(keys).build())
+            .await
+            .map_err(err)?;
+    }
+    sessions
+        .insert_one(doc! {"_id": 1, "home_dc": 2, "pts": 0, "home_key": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![7u8; 256] }})
+        .await
+        .map_err(err)?;
+    let peers = Arc::new(peers);
+    let upsert = |session: i64, batch: &[Row]| {
+        let docs: Vec<(i64, bson::Document)> = batch
+            .iter()
+            .map(|r| {
+                (r.id, doc! {"_id": {"s": session, "id": r.id}, "s": session, "kind": 1, "hash": r.hash,
+                    "usernames": [&r.username], "u": [&r.username], "phone": &r.phone, "name": &r.name})
+            })
+            .collect();
+        let peers = Arc::clone(&peers);
+        async move {
+            for (id, d) in docs {
+                peers
+                    .replace_one(doc! {"_id": {"s": session, "id": id}}, d)
+                    .upsert(true)
+                    .await
+                    .map_err(err)?;
+            }
+            Ok::<(), String>(())
+        }
+    };
+    let all = rows(config.peers);
+    let mut out = Vec::new();
+    let runs = measure(config.repeat, || {
+        let peers = Arc::clone(&peers);
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            peers.delete_many(doc! {"s": 2}).await.map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(2, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
+    for batch in all.chunks(1_000) {
+        upsert(1, batch).await?;
+    }
+    let runs = measure(config.repeat, || {
+        let all = &all;
+        let upsert = &upsert;
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                upsert(1, batch).await?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
+    let ids = shuffled(config.peers);
+    for workload in [LOOKUP_ID, LOOKUP_USERNAME, LOOKUP_PHONE] {
+        let runs = measure(config.repeat, || {
+            let peers = Arc::clone(&peers);
+            let ids = &ids;
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    let filter = match workload {
+                        LOOKUP_ID => doc! {"_id": {"s": 1_i64, "id": *id}},
+                        LOOKUP_USERNAME => doc! {"s": 1_i64, "u": format!("user{id}")},
+                        _ => doc! {"s": 1_i64, "phone": format!("799900{id}")},
+                    };
+                    peers
+                        .find_one(filter)
+                        .await
+                        .map_err(err)?
+                        .ok_or("missing")?;
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(LABEL, workload, "raw", runs));
+    }
+    let mut pts = 0;
+    let runs = measure(config.repeat, || {
+        let sessions = sessions.clone();
+        let start = pts;
+        pts += STATE_WRITES as i32;
+        async move {
+            let started = Instant::now();
+            for i in 0..STATE_WRITES as i32 {
+                sessions
+                    .update_one(
+                        doc! {"_id": 1},
+                        doc! {"$set": {"pts": start + i, "date": 1_700_000_000, "seq": start + i}},
+                    )
+                    .await
+                    .map_err(err)?;
+            }
+            Ok(rate(STATE_WRITES, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, STATE, "raw", runs));
+    let url = config.mongo_url.clone();
+    let runs = measure(config.repeat, || {
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..OPENS / 4 {
+                let client = mongodb::Client::with_uri_str(&url).await.map_err(err)?;
+                let found = client
+                    .database("mtsession_rawbench")
+                    .collection::<bson::Document>("sessions")
+                    .find_one(doc! {"_id": 1})
+                    .await
+                    .map_err(err)?;
+                found.ok_or("missing")?;
+            }
+            Ok(rate(OPENS / 4, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+    db.drop().await.map_err(err)?;
+    Ok(out)
+}
+
+/// grammers-session 0.11's own `MemorySession`, the peer of `MemoryStore`.
+pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, String> {
+    use grammers_session::Session as _;
+    use grammers_session::storages::MemorySession;
+    use grammers_session::types::{PeerAuth, PeerId as GPeerId, PeerInfo};
+    const LABEL: &str = "memory";
+    let info = |id: i64| PeerInfo::User {
+        id,
+        auth: Some(PeerAuth::from_hash(id.wrapping_mul(0x9E37_79B9))),
+        bot: Some(false),
+        is_self: Some(false),
+    };
+    let all: Vec<i64> = (FIRST_ID..FIRST_ID + config.peers).collect();
+    let mut out = Vec::new();
+    let runs = measure(config.repeat, || {
+        let all = &all;
+        async move {
+            let session = MemorySession::default();
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session
+                    .cache_peers(batch.iter().map(|id| info(*id)).collect())
+                    .await
+                    .map_err(|_| "grammers cache_peers failed")?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_NEW, "grammers", runs));
+    let session = MemorySession::default();
+    session
+        .cache_peers(all.iter().map(|id| info(*id)).collect())
+        .await
+        .map_err(|_| "grammers cache_peers failed")?;
+    let runs = measure(config.repeat, || {
+        let all = &all;
+        let session = &session;
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session
+                    .cache_peers(batch.iter().map(|id| info(*id)).collect())
+                    .await
+                    .map_err(|_| "grammers cache_peers failed")?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, UPSERT_EXISTING, "grammers", runs));
+    let ids = shuffled(config.peers);
+    let runs = measure(config.repeat, || {
+        let ids = &ids;
+        let session = &session;
+        async move {
+            let started = Instant::now();
+            for id in ids {
+                let peer = GPeerId::user(*id).ok_or("bad id")?;
+                session
+                    .peer(peer)
+                    .await
+                    .map_err(|_| "grammers peer failed")?
+                    .ok_or("missing")?;
+            }
+            Ok(rate(ids.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(LABEL, LOOKUP_ID, "grammers", runs));
+    Ok(out)
+}

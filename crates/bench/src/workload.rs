@@ -1,0 +1,420 @@
+//! The workloads, run on an mtsession store and on its raw engine alike.
+//!
+//! Peers have ids `FIRST_ID..FIRST_ID + n`, username `user{id}`, phone
+//! `799900{id}`; lookups go in a fixed shuffled order.
+
+use std::future::Future;
+use std::time::Instant;
+
+use mtsession::{AuthKey, Peer, PeerId, PeerKind, Store, UpdateStateChange};
+
+use crate::Config;
+use crate::raw;
+use crate::report::Measure;
+
+/// The first peer id.
+pub(crate) const FIRST_ID: i64 = 10_000;
+/// Peers per batch in the upsert workloads.
+pub(crate) const BATCH: usize = 100;
+/// Update-state writes per run.
+pub(crate) const STATE_WRITES: usize = 2_000;
+/// Opens per run of the open workload.
+pub(crate) const OPENS: usize = 200;
+
+/// Workload names, as the report shows them.
+pub(crate) const LOOKUP_ID: &str = "lookup by id";
+pub(crate) const LOOKUP_USERNAME: &str = "lookup by username";
+pub(crate) const LOOKUP_PHONE: &str = "lookup by phone";
+pub(crate) const UPSERT_NEW: &str = "batch upsert (100 per batch), new peers";
+pub(crate) const UPSERT_EXISTING: &str = "batch upsert (100 per batch), peers exist";
+pub(crate) const STATE: &str = "update-state write";
+pub(crate) const OPEN: &str = "open the store + read the home key";
+
+/// One workload peer.
+pub(crate) fn peer(id: i64) -> Peer {
+    Peer::new(PeerId::user(id).unwrap_or_else(|_| unreachable!("ids are positive")))
+        .with_kind(PeerKind::User)
+        .with_hash(id.wrapping_mul(0x9E37_79B9))
+        .with_username(format!("user{id}"))
+        .with_phone(format!("799900{id}"))
+        .with_name(format!("Peer number {id}"))
+}
+
+/// `0..n` shifted to the workload ids, in a fixed shuffled order.
+pub(crate) fn shuffled(n: i64) -> Vec<i64> {
+    let mut ids: Vec<i64> = (FIRST_ID..FIRST_ID + n).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in (1..ids.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        ids.swap(i, j);
+    }
+    ids
+}
+
+/// Operations per second of `ops` operations timed from `started`.
+pub(crate) fn rate(ops: usize, started: Instant) -> f64 {
+    ops as f64 / started.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// Runs `f` `repeat` times; each run times itself and returns its ops/s.
+pub(crate) async fn measure<F, Fut>(repeat: usize, mut f: F) -> Result<Vec<f64>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<f64, String>>,
+{
+    let mut runs = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        runs.push(f().await?);
+    }
+    Ok(runs)
+}
+
+/// Like [`measure`], for synchronous engines measured on the calling thread.
+pub(crate) fn measure_sync(
+    repeat: usize,
+    mut f: impl FnMut() -> Result<f64, String>,
+) -> Result<Vec<f64>, String> {
+    (0..repeat).map(|_| f()).collect()
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A store configuration to measure on the mtsession side.
+pub(crate) struct StoreSide<'a> {
+    /// The label of the backend row (`sqlite`, `sqlite write-behind`, ...).
+    pub(crate) label: &'a str,
+    /// How to open the store (the open workload calls it repeatedly).
+    pub(crate) url: String,
+    /// Whether to measure the lookups and upserts (a second durability
+    /// configuration measures only the update-state writes).
+    pub(crate) all: bool,
+    /// Peers of the store the open workload opens.
+    pub(crate) open_peers: i64,
+}
+
+/// Every workload on an mtsession store.
+pub(crate) async fn store_side(
+    side: &StoreSide<'_>,
+    config: &Config,
+) -> Result<Vec<Measure>, String> {
+    let label = side.label;
+    let mut out = Vec::new();
+    let store = mtsession::open(&side.url).await.map_err(err)?;
+    let n = config.peers;
+    let all: Vec<Peer> = (FIRST_ID..FIRST_ID + n).map(peer).collect();
+    if side.all {
+        let mut round = 0;
+        let runs = measure(config.repeat, || {
+            round += 1;
+            let store = store.clone();
+            let all = &all;
+            async move {
+                let name = format!("bench-upsert-{round}");
+                let _ = store.delete(&name).await;
+                let session = store.open(&name).await.map_err(err)?;
+                let started = Instant::now();
+                for batch in all.chunks(BATCH) {
+                    session.cache_peers(batch).await.map_err(err)?;
+                }
+                let ops = rate(all.len(), started);
+                store.delete(&name).await.map_err(err)?;
+                Ok(ops)
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, UPSERT_NEW, "mtsession", runs));
+
+        let _ = store.delete("bench-lookups").await;
+        let session = store.open("bench-lookups").await.map_err(err)?;
+        for batch in all.chunks(1_000) {
+            session.cache_peers(batch).await.map_err(err)?;
+        }
+        session
+            .set_auth_key(2, Some(AuthKey::new([7; 256])))
+            .await
+            .map_err(err)?;
+        let runs = measure(config.repeat, || {
+            let session = session.clone();
+            let all = &all;
+            async move {
+                let started = Instant::now();
+                for batch in all.chunks(BATCH) {
+                    session.cache_peers(batch).await.map_err(err)?;
+                }
+                Ok(rate(all.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, UPSERT_EXISTING, "mtsession", runs));
+
+        let ids = shuffled(n);
+        let runs = measure(config.repeat, || {
+            let session = session.clone();
+            let ids = &ids;
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    let id = PeerId::user(*id).map_err(err)?;
+                    session
+                        .peer(id)
+                        .await
+                        .map_err(err)?
+                        .ok_or("a peer is missing")?;
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, LOOKUP_ID, "mtsession", runs));
+        let runs = measure(config.repeat, || {
+            let session = session.clone();
+            let ids = &ids;
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    session
+                        .peer_by_username(&format!("user{id}"))
+                        .await
+                        .map_err(err)?
+                        .ok_or("a username is missing")?;
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, LOOKUP_USERNAME, "mtsession", runs));
+        let runs = measure(config.repeat, || {
+            let session = session.clone();
+            let ids = &ids;
+            async move {
+                let started = Instant::now();
+                for id in ids {
+                    session
+                        .peer_by_phone(&format!("799900{id}"))
+                        .await
+                        .map_err(err)?
+                        .ok_or("a phone is missing")?;
+                }
+                Ok(rate(ids.len(), started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, LOOKUP_PHONE, "mtsession", runs));
+    } else {
+        let _ = store.open("bench-lookups").await.map_err(err)?;
+    }
+
+    let session = store.open("bench-lookups").await.map_err(err)?;
+    let mut pts = 0;
+    let runs = measure(config.repeat, || {
+        let session = session.clone();
+        let start = pts;
+        pts += STATE_WRITES as i32;
+        async move {
+            let started = Instant::now();
+            for i in 0..STATE_WRITES as i32 {
+                session
+                    .set_update_state(UpdateStateChange::Primary {
+                        pts: start + i,
+                        date: 1_700_000_000,
+                        seq: start + i,
+                    })
+                    .await
+                    .map_err(err)?;
+            }
+            session.store().flush().await.map_err(err)?;
+            Ok(rate(STATE_WRITES, started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(label, STATE, "mtsession", runs));
+
+    if side.all && side.open_peers > 0 {
+        prepare_open_store(&store, side.open_peers).await?;
+        store.flush().await.map_err(err)?;
+        drop(session);
+        drop(store);
+        let runs = measure(config.repeat, || {
+            let url = side.url.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..OPENS {
+                    let store = mtsession::open(&url).await.map_err(err)?;
+                    let session = store.session("bench-open").map_err(err)?;
+                    session
+                        .home_auth_key()
+                        .await
+                        .map_err(err)?
+                        .ok_or("the home key is missing")?;
+                }
+                Ok(rate(OPENS, started))
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, OPEN, "mtsession", runs));
+    }
+    Ok(out)
+}
+
+/// A session `bench-open` with `peers` peers and a home key.
+async fn prepare_open_store(store: &Store, peers: i64) -> Result<(), String> {
+    if store
+        .peer_count("bench-open")
+        .await
+        .is_ok_and(|n| n == peers as u64)
+    {
+        return Ok(());
+    }
+    let _ = store.delete("bench-open").await;
+    let session = store.open("bench-open").await.map_err(err)?;
+    let mut id = FIRST_ID;
+    while id < FIRST_ID + peers {
+        let end = (id + 5_000).min(FIRST_ID + peers);
+        let batch: Vec<Peer> = (id..end).map(peer).collect();
+        session.cache_peers(&batch).await.map_err(err)?;
+        id = end;
+    }
+    session
+        .set_auth_key(2, Some(AuthKey::new([7; 256])))
+        .await
+        .map_err(err)
+}
+
+/// Measures one backend: the mtsession store and the raw engine.
+pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Measure>, String> {
+    let dir = tempfile::tempdir().map_err(err)?;
+    let mut out = Vec::new();
+    match backend {
+        "memory" => {
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "memory",
+                        url: "memory:".into(),
+                        all: true,
+                        open_peers: 0,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::grammers_memory(config).await?);
+        }
+        "sqlite" => {
+            let path = dir.path().join("store.sqlite");
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "sqlite",
+                        url: format!("sqlite:{}", path.display()),
+                        all: true,
+                        open_peers: config.open_peers,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            let behind = dir.path().join("behind.sqlite");
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "sqlite write-behind",
+                        url: format!(
+                            "sqlite:{}?durability=write-behind&max_delay_ms=100",
+                            behind.display()
+                        ),
+                        all: false,
+                        open_peers: 0,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::sqlite(config, dir.path())?);
+        }
+        "sled" => {
+            let path = dir.path().join("store.sled");
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "sled",
+                        url: format!("sled:{}", path.display()),
+                        all: true,
+                        open_peers: config.open_peers,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::sled(config, dir.path())?);
+        }
+        "redis" => {
+            let url = with_option(&config.redis_url, "prefix=mtsession-bench");
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "redis",
+                        url,
+                        all: true,
+                        open_peers: config.peers,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::redis(config).await?);
+        }
+        "postgres" | "mysql" => {
+            let base = if backend == "postgres" {
+                &config.postgres_url
+            } else {
+                &config.mysql_url
+            };
+            let url = with_option(base, "table_prefix=bench_");
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: backend,
+                        url,
+                        all: true,
+                        open_peers: config.peers,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::sql(backend, base, config).await?);
+        }
+        "mongo" => {
+            out.extend(
+                store_side(
+                    &StoreSide {
+                        label: "mongo",
+                        url: config.mongo_url.clone(),
+                        all: true,
+                        open_peers: config.peers,
+                    },
+                    config,
+                )
+                .await?,
+            );
+            out.extend(raw::mongo(config).await?);
+        }
+        other => return Err(format!("unknown backend {other:?}")),
+    }
+    Ok(out)
+}
+
+/// `url` with one more query option.
+pub(crate) fn with_option(url: &str, option: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{option}")
+    } else {
+        format!("{url}?{option}")
+    }
+}
