@@ -3,21 +3,22 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use mtsession::endpoint::is_single_session;
+use mtsession::{Endpoint, Error, Loaded, OpenMode, Peer, PeerId, Store};
 use serde_json::{Value, json};
-use session_cli::{Endpoint, open_store};
-use session_core::string::{self, StringFormat, StringSession};
-use session_core::url::{Target, parse};
-use session_core::{AuthKey, Error, Result, SessionData};
+use session_cli::output::{self, WriteFailure, printable, printable_message};
+use session_cli::report::{self, FORMAT_VERSION};
+use session_core::url::StoreUrl;
+use session_core::validate_data;
+use session_formats::string::{self, StringFormat};
 
-/// Convert, inspect, list and delete MTProto sessions in any store, file or string format.
-///
-/// URLs: memory:, sqlite:PATH, sled:PATH, redis://…, rediss://…, mongodb://…,
-/// postgres://…, mysql://…, telethon:PATH, telethon2:PATH, pyrogram:PATH,
-/// string:STRING; `?session=NAME` selects a session (default `default`).
+/// Convert, inspect, browse, list and delete MTProto sessions in any store,
+/// file or string format.
 #[derive(Parser, Debug)]
 #[command(name = "mtsession", version, about, long_about)]
 struct Cli {
@@ -31,6 +32,8 @@ enum Command {
     Convert(ConvertArgs),
     /// Show what a session holds.
     Inspect(InspectArgs),
+    /// List the peers a session has cached.
+    Peers(PeersArgs),
     /// Decode and encode string sessions.
     #[command(subcommand)]
     String(StringCommand),
@@ -38,11 +41,17 @@ enum Command {
     List {
         /// A store URL.
         store_url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete the session a URL names.
     Delete {
         /// A store URL with ?session=NAME (default `default`).
         url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -58,7 +67,7 @@ struct ConvertArgs {
     /// Replace a destination session or file that exists.
     #[arg(long)]
     force: bool,
-    /// No progress bar and no warnings.
+    /// No progress and no warnings.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -73,6 +82,30 @@ struct InspectArgs {
     /// Also print auth keys (512 hex digits). Handle the output as a secret.
     #[arg(long)]
     reveal_key: bool,
+}
+
+#[derive(Args, Debug)]
+struct PeersArgs {
+    /// The session whose peer cache to list.
+    url: String,
+    /// Only the current owner of this username (case and a leading @ ignored).
+    #[arg(long)]
+    username: Option<String>,
+    /// Only the current owner of this phone number (+ and separators ignored).
+    #[arg(long)]
+    phone: Option<String>,
+    /// Only the peer with this marked id (users +id, chats -id, channels -100…).
+    #[arg(long, allow_hyphen_values = true)]
+    id: Option<i64>,
+    /// Show at most this many peers (0 for all).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also print access hashes. Handle the output as a secret.
+    #[arg(long)]
+    reveal_hashes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,20 +162,58 @@ impl EncodeFormat {
     }
 }
 
-/// Prints a line to stdout. A closed pipe (`mtsession ... | head`) ends the
-/// program quietly instead of panicking like `println!`.
-macro_rules! out {
-    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+/// Why a command stopped.
+#[derive(Debug)]
+enum Stop {
+    /// An error, with an optional hint said after it.
+    Failed(Error, Option<String>),
+    /// The reader of stdout went away: stop quietly.
+    ClosedPipe,
+    /// Ctrl-C between sessions: what was done.
+    Interrupted(String),
+    /// Writing the output failed (a full disk, a closed file).
+    Output(std::io::Error),
 }
 
-fn emit(line: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush())
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        std::process::exit(0);
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e, None)
     }
+}
+
+impl From<WriteFailure> for Stop {
+    fn from(failure: WriteFailure) -> Self {
+        match failure {
+            WriteFailure::ClosedPipe => Stop::ClosedPipe,
+            WriteFailure::Failed(e) => Stop::Output(e),
+        }
+    }
+}
+
+type Outcome = std::result::Result<(), Stop>;
+
+fn hinted(e: Error, hint: impl Into<String>) -> Stop {
+    Stop::Failed(e, Some(hint.into()))
+}
+
+fn out(text: &str) -> Outcome {
+    Ok(output::line(text)?)
+}
+
+fn out_lines(lines: &[String]) -> Outcome {
+    for line in lines {
+        out(line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_json(value: &Value) -> Outcome {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::backend("json", e))?;
+    out(&text)
+}
+
+fn warn(text: &str) {
+    eprintln!("mtsession: warning: {}", printable_message(text));
 }
 
 fn main() -> ExitCode {
@@ -154,29 +225,51 @@ fn main() -> ExitCode {
             .map(ToString::to_string)
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        eprintln!("mtsession: internal error: {message}");
+        eprintln!(
+            "mtsession: internal error (please report it): {}",
+            printable_message(&message)
+        );
     }));
-    let cli = Cli::parse();
+    let command = Cli::command().after_help(format!(
+        "URLs: {}; add ?session=NAME to pick a session of a store (default: default).",
+        mtsession::known_urls().join(", ")
+    ));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let outcome = std::panic::catch_unwind(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| Error::backend("runtime", e))?;
+            .map_err(|e| Stop::from(Error::backend("runtime", e)))?;
         runtime.block_on(run(cli))
     });
     match outcome {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            eprintln!("mtsession: {}", one_line(&e));
+        Ok(Ok(())) | Ok(Err(Stop::ClosedPipe)) => ExitCode::SUCCESS,
+        Ok(Err(Stop::Failed(e, hint))) => {
+            let mut line = one_line(&e);
+            if let Some(hint) = hint {
+                line = format!("{}. {hint}", line.trim_end_matches('.'));
+            }
+            eprintln!("mtsession: {line}");
             ExitCode::FAILURE
+        }
+        Ok(Err(Stop::Output(e))) => {
+            eprintln!("mtsession: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(Stop::Interrupted(done))) => {
+            eprintln!("mtsession: interrupted by Ctrl-C: {done}");
+            ExitCode::from(130)
         }
         Err(_) => ExitCode::FAILURE,
     }
 }
 
-/// The error and its sources on one line, without secrets (errors never hold keys
-/// or URL passwords).
+/// The error and its sources on one line, without secrets (errors never hold
+/// keys or URL passwords), control characters escaped.
 fn one_line(error: &Error) -> String {
     let mut line = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -188,13 +281,14 @@ fn one_line(error: &Error) -> String {
         }
         source = cause.source();
     }
-    line.replace(['\n', '\r'], " ")
+    printable_message(&line.replace(['\n', '\r'], " "))
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Convert(args) => convert(args).await,
         Command::Inspect(args) => inspect(args).await,
+        Command::Peers(args) => peers(args).await,
         Command::String(StringCommand::Decode {
             string,
             format,
@@ -206,285 +300,457 @@ async fn run(cli: Cli) -> Result<()> {
             src,
             api_id,
         }) => encode(format.format(), &src, api_id).await,
-        Command::List { store_url } => list(&store_url).await,
-        Command::Delete { url } => delete(&url).await,
+        Command::List { store_url, json } => list(&store_url, json).await,
+        Command::Delete { url, json } => delete(&url, json).await,
     }
 }
 
-fn progress(quiet: bool, len: Option<u64>, message: &str) -> ProgressBar {
+fn quoted_names(names: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(10)
+        .map(|n| format!("\"{}\"", printable(n)))
+        .collect();
+    let more = if names.len() > shown.len() {
+        format!(" and {} more", names.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!("{}{more}", shown.join(", "))
+}
+
+/// Reads an endpoint; a missing session of a store is reported with the
+/// sessions the store holds.
+async fn read(endpoint: &Endpoint) -> std::result::Result<Loaded, Stop> {
+    match endpoint.read().await {
+        Ok(loaded) => Ok(loaded),
+        Err(e @ Error::NotFound { .. }) => match endpoint {
+            Endpoint::Store { store, session } if !store.exists(session).await? => {
+                let names = store.list().await.unwrap_or_default();
+                let hint = if names.is_empty() {
+                    "The store holds no sessions yet".to_owned()
+                } else {
+                    format!(
+                        "The store holds {}; pick one by adding ?session=NAME to the URL",
+                        quoted_names(&names)
+                    )
+                };
+                Err(hinted(
+                    Error::NotFound {
+                        what: endpoint.describe(),
+                    },
+                    hint,
+                ))
+            }
+            _ => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn spinner(quiet: bool, message: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = match len {
-        Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner(),
-    };
+    let bar = ProgressBar::new_spinner();
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
-async fn convert(args: ConvertArgs) -> Result<()> {
-    let src = parse(&args.src)?;
-    let dst = parse(&args.dst)?;
+fn both_stores(src: &StoreUrl, dst: &StoreUrl) -> bool {
+    !is_single_session(src.scheme()) && !is_single_session(dst.scheme())
+}
+
+/// Whether two URLs name one store that must be opened once (an embedded
+/// store may refuse a second open in one process; `memory:` is a new store
+/// each time).
+fn same_store(src: &StoreUrl, dst: &StoreUrl) -> bool {
+    both_stores(src, dst)
+        && src.scheme() != "memory"
+        && src.store_identity() == dst.store_identity()
+}
+
+async fn convert(args: ConvertArgs) -> Outcome {
+    let src = StoreUrl::parse(&args.src)?;
+    let dst = StoreUrl::parse(&args.dst)?;
     if args.all {
-        if !src.target.is_store() || !dst.target.is_store() {
-            return Err(Error::invalid(
-                "--all copies every session of a store into a store; SRC and DST must both be store URLs",
-            ));
-        }
-        let from = open_store(&src.target, false).await?;
-        let to = open_store(&dst.target, true).await?;
-        return convert_all(&from, &to, args.force, args.quiet).await;
+        return convert_all(&src, &dst, args.force, args.quiet).await;
     }
-    let source = Endpoint::open(&src, false).await?;
-    let destination = Endpoint::open(&dst, true).await?;
-    if !args.force && destination.exists().await? {
-        return Err(Error::AlreadyExists {
-            what: format!("{} (pass --force to replace it)", destination.describe()),
-        });
+    let shared = same_store(&src, &dst);
+    if shared && src.session_or_default() == dst.session_or_default() {
+        return Err(Error::invalid(format!(
+            "SRC and DST name the same session {:?} of one store",
+            src.session_or_default()
+        ))
+        .into());
     }
-    let bar = progress(args.quiet, None, &format!("copying {}", source.describe()));
-    let loaded = source.read().await?;
-    let mut warnings = loaded.warnings;
-    warnings.extend(destination.write(&loaded.data, args.force).await?);
+    // The source is read (read-only) and checked before the destination is
+    // opened, so a source that cannot be read creates nothing.
+    let (source, store) = if shared {
+        let store = mtsession::open_url(&src, OpenMode::ReadWrite).await?;
+        (Endpoint::on_store(store.clone(), &src), Some(store))
+    } else {
+        (Endpoint::open_url(&src, OpenMode::ReadOnly).await?, None)
+    };
+    let bar = spinner(args.quiet, &format!("copying {}", source.describe()));
+    let loaded = read(&source).await?;
+    let data = validate_data(&loaded.data, true).map_err(|e| {
+        hinted(
+            e,
+            format!("{} holds data no store accepts", source.describe()),
+        )
+    })?;
+    let destination = match store {
+        Some(store) => Endpoint::on_store(store, &dst),
+        None => Endpoint::open_url(&dst, OpenMode::Create).await?,
+    };
+    let written = destination.write(&data, args.force).await;
     bar.finish_and_clear();
+    let mut warnings = loaded.warnings;
+    match written {
+        Ok(more) => warnings.extend(more),
+        Err(e @ Error::AlreadyExists { .. }) => {
+            return Err(hinted(e, "Pass --force to replace it"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     if !args.quiet {
         for warning in &warnings {
-            eprintln!("mtsession: warning: {warning}");
+            warn(warning);
         }
         eprintln!(
             "mtsession: copied {} to {} ({} peers, {} sent files)",
-            source.describe(),
-            destination.describe(),
-            loaded.data.peers.len(),
-            loaded.data.sent_files.len()
+            printable(&source.describe()),
+            printable(&destination.describe()),
+            data.peers.len(),
+            data.sent_files.len()
         );
     }
     Ok(())
 }
 
-async fn convert_all(
-    from: &Arc<dyn session_core::SessionStore>,
-    to: &Arc<dyn session_core::SessionStore>,
-    force: bool,
-    quiet: bool,
-) -> Result<()> {
-    let names = from.list().await?;
-    if !force {
-        for name in &names {
-            if to.exists(name).await? {
-                return Err(Error::AlreadyExists {
-                    what: format!(
-                        "session {name:?} in the destination (pass --force to replace it)"
-                    ),
-                });
-            }
+/// Reports progress of `convert --all`: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: ProgressBar,
+    plain: bool,
+    total: usize,
+}
+
+impl Progress {
+    fn new(quiet: bool, total: usize) -> Self {
+        let terminal = !quiet && std::io::stderr().is_terminal();
+        let bar = if terminal {
+            let bar = ProgressBar::new(total as u64).with_style(
+                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message("copying sessions");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            bar,
+            plain: !quiet && !terminal,
+            total,
         }
     }
-    let bar = progress(quiet, Some(names.len() as u64), "copying sessions");
-    for name in &names {
-        session_core::copy_between(from.as_ref(), name, to.as_ref(), name, force).await?;
-        bar.inc(1);
+
+    fn copied(&self, done: usize, name: &str) {
+        self.bar.inc(1);
+        if self.plain {
+            eprintln!(
+                "mtsession: copied {done}/{} sessions: {}",
+                self.total,
+                printable(name)
+            );
+        }
     }
-    bar.finish_and_clear();
+}
+
+async fn convert_all(src: &StoreUrl, dst: &StoreUrl, force: bool, quiet: bool) -> Outcome {
+    if !both_stores(src, dst) {
+        return Err(Error::invalid(
+            "--all copies every session of a store into a store; SRC and DST must both be \
+             store URLs",
+        )
+        .into());
+    }
+    if src.session().is_some() || dst.session().is_some() {
+        return Err(Error::invalid(
+            "--all copies every session under its own name; drop ?session= from the URLs",
+        )
+        .into());
+    }
+    if same_store(src, dst) {
+        return Err(Error::invalid("SRC and DST name the same store").into());
+    }
+    let from = mtsession::open_url(src, OpenMode::ReadOnly).await?;
+    let names = from.list().await?;
+    let to = mtsession::open_url(dst, OpenMode::Create).await?;
+    if !force {
+        let mut taken = Vec::new();
+        for name in &names {
+            if to.exists(name).await? {
+                taken.push(name.clone());
+            }
+        }
+        if !taken.is_empty() {
+            return Err(hinted(
+                Error::AlreadyExists {
+                    what: format!(
+                        "{} of the sessions in the destination ({})",
+                        taken.len(),
+                        quoted_names(&taken)
+                    ),
+                },
+                "Pass --force to replace them",
+            ));
+        }
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Registered before the first copy, so Ctrl-C never kills a copy midway.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Error::backend("signal", e))?;
+    let listener = tokio::spawn({
+        let interrupted = Arc::clone(&interrupted);
+        async move {
+            if sigint.recv().await.is_some() {
+                interrupted.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    let progress = Progress::new(quiet, names.len());
+    let mut copied: Vec<String> = Vec::new();
+    for name in &names {
+        if interrupted.load(Ordering::SeqCst) {
+            progress.bar.abandon();
+            listener.abort();
+            return Err(Stop::Interrupted(format!(
+                "copied {} of {} sessions{}; the others were not touched",
+                copied.len(),
+                names.len(),
+                if copied.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", quoted_names(&copied))
+                }
+            )));
+        }
+        copy_one(&from, &to, name, force).await?;
+        copied.push(name.clone());
+        progress.copied(copied.len(), name);
+    }
+    listener.abort();
+    progress.bar.finish_and_clear();
     if !quiet {
         eprintln!("mtsession: copied {} sessions", names.len());
     }
     Ok(())
 }
 
-fn key_id(key: Option<&AuthKey>) -> Value {
-    key.map_or(Value::Null, |k| Value::String(k.id_hex()))
-}
-
-fn key_hex(key: Option<&AuthKey>, reveal: bool) -> Value {
-    match key {
-        Some(k) if reveal => Value::String(hex::encode(k.expose())),
-        _ => Value::Null,
+async fn copy_one(from: &Store, to: &Store, name: &str, force: bool) -> Outcome {
+    match session_core::copy_between(from, name, to, name, force).await {
+        Ok(()) => Ok(()),
+        Err(e @ Error::AlreadyExists { .. }) => Err(hinted(e, "Pass --force to replace it")),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn inspect_json(data: &SessionData, reveal: bool) -> Value {
-    json!({
-        "home_dc": data.home_dc,
-        "dcs": data.dcs.iter().map(|dc| json!({
-            "id": dc.id,
-            "ipv4": dc.ipv4.map(|a| a.to_string()),
-            "ipv6": dc.ipv6.map(|a| a.to_string()),
-            "auth_key_id": key_id(dc.auth_key.as_ref()),
-            "auth_key": key_hex(dc.auth_key.as_ref(), reveal),
-        })).collect::<Vec<_>>(),
-        "self_user": data.self_user.map(|u| json!({"id": u.id, "is_bot": u.is_bot})),
-        "takeout_id": data.takeout_id,
-        "update_state": {
-            "pts": data.update_state.pts,
-            "qts": data.update_state.qts,
-            "date": data.update_state.date,
-            "seq": data.update_state.seq,
-            "channels": data.update_state.channels.iter()
-                .map(|(id, pts)| json!({"id": id, "pts": pts})).collect::<Vec<_>>(),
-        },
-        "peers": data.peers.len(),
-        "sent_files": data.sent_files.len(),
-    })
-}
-
-fn print_json(value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::backend("json", e))?;
-    out!("{text}");
-    Ok(())
-}
-
-async fn inspect(args: InspectArgs) -> Result<()> {
-    let location = parse(&args.url)?;
-    let endpoint = Endpoint::open(&location, false).await?;
-    let loaded = endpoint.read().await?;
-    for warning in &loaded.warnings {
-        eprintln!("mtsession: warning: {warning}");
-    }
-    let data = &loaded.data;
+async fn inspect(args: InspectArgs) -> Outcome {
+    let url = StoreUrl::parse(&args.url)?;
+    let endpoint = Endpoint::open_url(&url, OpenMode::ReadOnly).await?;
+    let loaded = read(&endpoint).await?;
+    let (session, header) = match &endpoint {
+        Endpoint::Store { store, session } => {
+            (Some(session.as_str()), Some(store.header(session).await?))
+        }
+        _ => (None, None),
+    };
+    let value = report::inspect_json(
+        &endpoint.describe(),
+        session,
+        &loaded.data,
+        header.as_ref(),
+        &loaded.warnings,
+        args.reveal_key,
+    );
     if args.json {
-        return print_json(&inspect_json(data, args.reveal_key));
+        return print_json(&value);
     }
-    out!("{}", endpoint.describe());
-    out!("home DC:     {}", data.home_dc);
-    out!("DCs:");
-    for dc in &data.dcs {
-        let v4 = dc.ipv4.map_or("-".into(), |a| a.to_string());
-        let v6 = dc.ipv6.map_or("-".into(), |a| a.to_string());
-        let key = match &dc.auth_key {
-            Some(k) if args.reveal_key => format!("key {} {}", k.id_hex(), hex::encode(k.expose())),
-            Some(k) => format!("key {}", k.id_hex()),
-            None => "no key".into(),
-        };
-        out!("  {:>2}  {v4:<22} {v6:<42} {key}", dc.id);
+    for warning in &loaded.warnings {
+        warn(warning);
     }
-    match data.self_user {
-        Some(u) => out!(
-            "self user:   {} ({})",
-            u.id,
-            if u.is_bot { "bot" } else { "user" }
-        ),
-        None => out!("self user:   none"),
-    }
-    out!(
-        "api_id:      {}",
-        data.api_id.map_or("none".into(), |a| a.to_string())
-    );
-    out!("test mode:   {}", data.test_mode);
-    out!(
-        "takeout id:  {}",
-        data.takeout_id.map_or("none".into(), |t| t.to_string())
-    );
-    let state = &data.update_state;
-    out!(
-        "update state: pts {} qts {} date {} seq {}, {} channels",
-        state.pts,
-        state.qts,
-        state.date,
-        state.seq,
-        state.channels.len()
-    );
-    for (id, pts) in &state.channels {
-        out!("  channel {id}: pts {pts}");
-    }
-    out!("peers:       {}", data.peers.len());
-    out!("sent files:  {}", data.sent_files.len());
-    Ok(())
+    out_lines(&report::inspect_text(&value))
 }
 
-fn decode(input: &str, format: FormatArg, json: bool, reveal: bool) -> Result<()> {
+async fn peers(args: PeersArgs) -> Outcome {
+    let url = StoreUrl::parse(&args.url)?;
+    let wanted_id = args.id.map(PeerId::from_marked).transpose().map_err(|e| {
+        hinted(
+            e,
+            "--id takes a marked id: users +id, chats -id, channels -100…",
+        )
+    })?;
+    let username = args
+        .username
+        .as_deref()
+        .map(session_core::model::normalize_username);
+    let phone = args
+        .phone
+        .as_deref()
+        .map(session_core::model::normalize_phone)
+        .transpose()
+        .map_err(|e| hinted(e, "Check the number given to --phone"))?;
+    let endpoint = Endpoint::open_url(&url, OpenMode::ReadOnly).await?;
+    let (total, mut found): (u64, Vec<Peer>) = match &endpoint {
+        Endpoint::Store { store, session } => {
+            if !store.exists(session).await? {
+                read(&endpoint).await?;
+            }
+            let total = store.peer_count(session).await?;
+            let candidates = if let Some(name) = &args.username {
+                store
+                    .peer_by_username(session, name)
+                    .await?
+                    .into_iter()
+                    .collect()
+            } else if let Some(phone) = &args.phone {
+                store
+                    .peer_by_phone(session, phone)
+                    .await?
+                    .into_iter()
+                    .collect()
+            } else if let Some(id) = wanted_id {
+                store
+                    .peers(session, &[id])
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            } else {
+                store.export(session).await?.peers
+            };
+            (total, candidates)
+        }
+        _ => {
+            let loaded = read(&endpoint).await?;
+            for warning in &loaded.warnings {
+                warn(warning);
+            }
+            (loaded.data.peers.len() as u64, loaded.data.peers)
+        }
+    };
+    found.retain(|peer| {
+        username
+            .as_ref()
+            .is_none_or(|key| peer.username_keys().contains(key))
+            && phone
+                .as_ref()
+                .is_none_or(|p| peer.phone.as_ref() == Some(p))
+            && wanted_id.is_none_or(|id| peer.id == id)
+    });
+    if args.limit > 0 {
+        found.truncate(args.limit);
+    }
+    let shown: Vec<Value> = found
+        .iter()
+        .map(|p| report::peer_json(p, args.reveal_hashes))
+        .collect();
+    let value = report::peers_json(&endpoint.describe(), total, &shown);
+    if args.json {
+        return print_json(&value);
+    }
+    out_lines(&report::peers_text(&value))
+}
+
+fn decode(input: &str, format: FormatArg, json: bool, reveal: bool) -> Outcome {
     let decoded = match format {
         FormatArg::Auto => string::decode(input)?,
         FormatArg::Telethon => string::decode_as(input, StringFormat::Telethon)?,
         FormatArg::Pyrogram => string::decode_as(input, StringFormat::Pyrogram)?,
         FormatArg::Gramjs => string::decode_as(input, StringFormat::GramJs)?,
     };
-    let value = decoded_json(&decoded, reveal);
+    let value = report::decoded_json(&decoded, reveal);
     if json {
         return print_json(&value);
     }
-    if let Value::Object(map) = value {
-        for (key, value) in map {
-            let shown = match value {
-                Value::Null => "-".to_owned(),
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            out!("{key:<15} {shown}");
-        }
-    }
-    Ok(())
+    out_lines(&report::decoded_text(&value))
 }
 
-fn decoded_json(s: &StringSession, reveal: bool) -> Value {
-    json!({
-        "format": s.format.as_str(),
-        "dc_id": s.dc_id,
-        "server_address": s.server_address,
-        "port": s.port,
-        "auth_key_id": key_id(s.auth_key.as_ref()),
-        "auth_key": key_hex(s.auth_key.as_ref(), reveal),
-        "api_id": s.api_id,
-        "test_mode": s.test_mode,
-        "user_id": s.user_id,
-        "is_bot": s.is_bot,
-    })
-}
-
-async fn encode(format: StringFormat, src: &str, api_id: Option<i32>) -> Result<()> {
-    let location = parse(src)?;
-    let loaded = Endpoint::open(&location, false).await?.read().await?;
-    let mut data = loaded.data;
+async fn encode(format: StringFormat, src: &str, api_id: Option<i32>) -> Outcome {
+    let url = StoreUrl::parse(src)?;
+    let endpoint = Endpoint::open_url(&url, OpenMode::ReadOnly).await?;
+    let mut data = read(&endpoint).await?.data;
     if data.api_id.is_none() {
         data.api_id = api_id;
+    }
+    if format == StringFormat::Pyrogram && data.api_id.is_none() {
+        return Err(hinted(
+            Error::invalid(format!(
+                "a Pyrogram string holds the application's api_id, and {} records none",
+                endpoint.describe()
+            )),
+            "Pass it with --api-id N",
+        ));
     }
     if format == StringFormat::Telethon && data.home_auth_key().is_none() {
         // Telethon's StringSession.save() writes an empty string for a
         // session without a key; print the same.
-        eprintln!("mtsession: warning: the session has no auth key; the Telethon string is empty");
-        out!("");
-        return Ok(());
+        warn("the session has no auth key for its home DC, so the Telethon string is empty");
+        return out("");
     }
-    let encoded = StringSession::from_session_data(&data, format)?.encode()?;
-    out!("{encoded}");
+    out(&Endpoint::encode(&data, format)?)
+}
+
+async fn list(url: &str, json: bool) -> Outcome {
+    let url = StoreUrl::parse(url)?;
+    if is_single_session(url.scheme()) {
+        return Err(Error::invalid(format!(
+            "{url} holds one session; `list` takes a store URL such as sqlite:PATH"
+        ))
+        .into());
+    }
+    let store = mtsession::open_url(&url, OpenMode::ReadOnly).await?;
+    let names = store.list().await?;
+    if json {
+        return print_json(&json!({
+            "format_version": FORMAT_VERSION,
+            "store": url.with_session(None)?.to_string(),
+            "sessions": names,
+        }));
+    }
+    for name in &names {
+        out(&printable(name))?;
+    }
     Ok(())
 }
 
-async fn list(url: &str) -> Result<()> {
-    let location = parse(url)?;
-    if !location.target.is_store() {
+async fn delete(url: &str, json: bool) -> Outcome {
+    let url = StoreUrl::parse(url)?;
+    if is_single_session(url.scheme()) || url.scheme() == "memory" {
         return Err(Error::invalid(format!(
-            "{} holds one session; `list` takes a store URL",
-            location.target
-        )));
+            "`delete` removes a session from a store, and {url} is not a persistent store \
+             (delete a foreign file with rm)"
+        ))
+        .into());
     }
-    let store = open_store(&location.target, false).await?;
-    for name in store.list().await? {
-        out!("{name}");
+    let store = mtsession::open_url(&url, OpenMode::ReadWrite).await?;
+    let name = url.session_or_default();
+    if !store.delete(name).await? {
+        let endpoint = Endpoint::on_store(store, &url);
+        read(&endpoint).await?;
+        return Err(Error::session_not_found(name).into());
     }
+    if json {
+        return print_json(&json!({
+            "format_version": FORMAT_VERSION,
+            "session": name,
+            "deleted": true,
+        }));
+    }
+    eprintln!("mtsession: deleted session \"{}\"", printable(name));
     Ok(())
-}
-
-async fn delete(url: &str) -> Result<()> {
-    let location = parse(url)?;
-    if !location.target.is_store() || matches!(location.target, Target::Memory) {
-        return Err(Error::invalid(format!(
-            "`delete` removes a session from a store; {} is not a persistent store \
-             (delete a foreign file with rm)",
-            location.target
-        )));
-    }
-    let store = open_store(&location.target, false).await?;
-    let name = location.session_or_default();
-    if store.delete(name).await? {
-        eprintln!("mtsession: deleted session {name:?}");
-        Ok(())
-    } else {
-        Err(Error::session_not_found(name))
-    }
 }
