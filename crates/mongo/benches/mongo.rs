@@ -1,42 +1,34 @@
-//! MongoDB store benchmarks, each beside a baseline measured in the same
-//! run: the `MemoryStore` doing the same work, or (for opening) a store on
-//! an empty database.
+//! Criterion benchmarks of the MongoDB store: the shared workloads of
+//! `session_conformance::bench` on `MongoStore` (with transactions, and
+//! with write locks instead) and on `MemoryStore`, and, in the same run,
+//! the same work done with the MongoDB driver directly on the same document
+//! shapes and indexes (one document per peer with its usernames and phone,
+//! one document per session) as the engine's floor.
 //!
-//! Run with `cargo bench -p session-mongo` against the server named by
-//! `MTSESSION_TEST_MONGO_URL` (default `mongodb://127.0.0.1:27017`). As in
-//! the tests, retryable writes are turned off unless the URL sets
-//! `retryWrites` (SecantusDB spends ~35 ms on each one). Every database the
-//! benchmarks create is dropped at the end.
+//! Needs the server at `MTSESSION_TEST_MONGO_URL` (default
+//! `mongodb://127.0.0.1:27017`); everything is written to fresh
+//! `mtsession_bench_*` databases that are dropped at the end. Unless the URL
+//! sets `retryWrites`, it is turned off as in the tests (SecantusDB spends
+//! about 35 ms on each retryable write outside a transaction).
+//!
+//! Run with `cargo bench -p session-mongo`.
 
+use std::future::IntoFuture;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use session_core::{
-    AuthKey, MemoryStore, Peer, PeerId, PeerKind, SessionData, SessionStore, SessionStoreExt,
-    UpdateStateChange,
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Binary, Bson, DateTime, Document, doc, spec::BinarySubtype};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, IndexModel};
+use session_conformance::bench::{self, BATCH, BenchTarget, FIRST_ID, PEERS, peer, shuffled_ids};
+use session_core::{Peer, Store};
 use session_mongo::MongoStore;
-use session_mongo::mongodb::Client;
-use session_mongo::mongodb::bson::oid::ObjectId;
 use tokio::runtime::Runtime;
 
-const PEERS: i64 = 10_000;
-const BATCH: usize = 100;
-const LOOKUPS: i64 = 10_000;
-const STATE_WRITES: i64 = 10_000;
-const BIG_STORE_PEERS: i64 = 100_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// The server's URL, with retryable writes off unless it says otherwise.
 fn url() -> String {
     let url = std::env::var("MTSESSION_TEST_MONGO_URL")
         .unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_owned());
@@ -53,76 +45,76 @@ fn url() -> String {
     }
 }
 
-/// The databases one benchmark made, dropped when it ends (also when it panics).
-#[derive(Default)]
-struct Cleanup(Vec<String>);
+fn unique(kind: &str) -> String {
+    format!("mtsession_bench_{kind}_{}", ObjectId::new().to_hex())
+}
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let names = std::mem::take(&mut self.0);
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            eprintln!("cannot drop the benchmark databases {names:?}: no runtime");
-            return;
-        };
-        rt.block_on(async {
-            match Client::with_uri_str(url()).await {
-                Ok(client) => {
-                    for name in names {
-                        if let Err(e) = client.database(&name).drop().await {
-                            eprintln!("cannot drop the benchmark database {name}: {e}");
-                        }
-                    }
-                }
-                Err(e) => eprintln!("cannot drop the benchmark databases {names:?}: {e}"),
-            }
-        });
+fn target(label: &str, url: &str, database: &str, transactions: bool) -> BenchTarget {
+    let url = url.to_owned();
+    let database = database.to_owned();
+    BenchTarget::new(label, move || {
+        let url = url.clone();
+        let database = database.clone();
+        async move {
+            let store = MongoStore::builder(&url)
+                .database(database)
+                .use_transactions(transactions)
+                .open()
+                .await?;
+            Ok(Store::new(store))
+        }
+    })
+}
+
+async fn connect(url: &str) -> Client {
+    Client::with_uri_str(url)
+        .await
+        .unwrap_or_else(|e| panic!("the benchmarks need MongoDB (MTSESSION_TEST_MONGO_URL): {e}"))
+}
+
+/// The raw form of a peer: the document the store writes.
+fn raw_peer(session: &str, peer: &Peer) -> Document {
+    let usernames: Vec<Bson> = peer
+        .usernames
+        .iter()
+        .flatten()
+        .zip(peer.username_keys())
+        .map(|(name, key)| Bson::Document(doc! { "name": name, "key": key }))
+        .collect();
+    doc! {
+        "session": session,
+        "id": peer.id.marked(),
+        "kind": peer.kind.map_or(0, |k| k.code()),
+        "hash": peer.access_hash.map_or(0, |h| h.value),
+        "hash_min": false,
+        "usernames": usernames,
+        "phone": peer.phone.clone().unwrap_or_default(),
+        "name": peer.name.clone().unwrap_or_default(),
     }
 }
 
-async fn mongo(cleanup: &mut Cleanup) -> Arc<MongoStore> {
-    let name = format!("mtsession_bench_{}", ObjectId::new().to_hex());
-    cleanup.0.push(name.clone());
-    let store = MongoStore::builder(url())
-        .database(name)
-        .open()
+/// Upserts peers the way an application on the driver alone would: one
+/// `update` command of upsert statements per batch, reading nothing.
+async fn raw_upsert(client: &Client, db: &str, session: &str, peers: &[Peer]) {
+    let statements: Vec<Bson> = peers
+        .iter()
+        .map(|p| {
+            Bson::Document(doc! {
+                "q": { "session": session, "id": p.id.marked() },
+                "u": raw_peer(session, p),
+                "upsert": true,
+            })
+        })
+        .collect();
+    client
+        .database(db)
+        .run_command(doc! { "update": "peers", "updates": statements, "ordered": true })
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the benchmarks need a MongoDB-compatible server (MTSESSION_TEST_MONGO_URL): {e}"
-            )
-        });
-    Arc::new(store)
+        .expect("raw upsert");
 }
 
-fn peer(i: i64) -> Peer {
-    Peer::new(PeerId::user(i).expect("user id"))
-        .with_kind(PeerKind::User)
-        .with_hash(i.wrapping_mul(0x9E37_79B9))
-        .with_username(format!("User_{i}"))
-        .with_phone(format!("{}", 10_000_000 + i))
-        .with_name(format!("Peer number {i}"))
-}
-
-fn peers(range: std::ops::RangeInclusive<i64>) -> Vec<Peer> {
-    range.map(peer).collect()
-}
-
-fn stores(rt: &Runtime, cleanup: &mut Cleanup) -> Vec<(&'static str, Arc<dyn SessionStore>)> {
-    let mongo: Arc<dyn SessionStore> = rt.block_on(mongo(cleanup));
-    vec![
-        (
-            "memory",
-            Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>,
-        ),
-        ("mongo", mongo),
-    ]
-}
-
-fn configure(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
-    let mut group = c.benchmark_group("mongo");
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -130,201 +122,191 @@ fn configure(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::meas
     group
 }
 
-fn upsert(c: &mut Criterion) {
-    let rt = runtime();
-    let mut cleanup = Cleanup::default();
-    let set = stores(&rt, &mut cleanup);
-    let all = peers(1..=PEERS);
-    let mut group = configure(c);
-    for (label, store) in &set {
-        let mut round = 0u64;
-        group.bench_function(
-            format!("upsert {PEERS} peers in batches of {BATCH}/{label}"),
-            |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        round += 1;
-                        let name = format!("upsert-{round}");
-                        rt.block_on(async {
-                            store.create(&name).await.expect("create");
-                            let started = Instant::now();
-                            for batch in all.chunks(BATCH) {
-                                store.cache_peers(&name, batch).await.expect("batch");
-                            }
-                            total += started.elapsed();
-                            store.delete(&name).await.expect("delete");
-                        });
-                    }
-                    total
-                });
-            },
-        );
-    }
-    group.finish();
-}
-
-fn lookups(c: &mut Criterion) {
-    let rt = runtime();
-    let mut cleanup = Cleanup::default();
-    let set = stores(&rt, &mut cleanup);
-    for (_, store) in &set {
-        rt.block_on(async {
-            store.create("s").await.expect("create");
-            for batch in peers(1..=PEERS).chunks(1_000) {
-                store.cache_peers("s", batch).await.expect("fill");
-            }
-        });
-    }
-    let mut group = configure(c);
-    for (label, store) in &set {
-        group.bench_function(format!("{LOOKUPS} lookups by id/{label}"), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    for i in 1..=LOOKUPS {
-                        let id = PeerId::user(i).expect("id");
-                        let found = store.peers("s", &[id]).await.expect("lookup");
-                        assert!(found[0].is_some());
-                        black_box(found);
-                    }
-                });
-            });
-        });
-        group.bench_function(format!("{LOOKUPS} lookups by username/{label}"), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    for i in 1..=LOOKUPS {
-                        let found = store
-                            .peer_by_username("s", &format!("user_{i}"))
-                            .await
-                            .expect("lookup");
-                        assert!(found.is_some());
-                        black_box(found);
-                    }
-                });
-            });
-        });
-        group.bench_function(format!("{LOOKUPS} lookups by phone/{label}"), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    for i in 1..=LOOKUPS {
-                        let found = store
-                            .peer_by_phone("s", &format!("{}", 10_000_000 + i))
-                            .await
-                            .expect("lookup");
-                        assert!(found.is_some());
-                        black_box(found);
-                    }
-                });
-            });
-        });
-    }
-    group.finish();
-}
-
-fn state_writes(c: &mut Criterion) {
-    let rt = runtime();
-    let mut cleanup = Cleanup::default();
-    let set = stores(&rt, &mut cleanup);
-    for (_, store) in &set {
-        rt.block_on(store.create("s")).expect("create");
-    }
-    let mut group = configure(c);
-    for (label, store) in &set {
-        group.bench_function(format!("{STATE_WRITES} update-state writes/{label}"), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    for i in 1..=STATE_WRITES {
-                        let pts = i32::try_from(i).expect("small");
-                        // The hot path of a client: mostly common-box pts,
-                        // every fourth write a channel's pts.
-                        let change = if i % 4 == 0 {
-                            UpdateStateChange::Channel {
-                                id: i % 64 + 1,
-                                pts,
-                            }
-                        } else {
-                            UpdateStateChange::Primary {
-                                pts,
-                                date: pts,
-                                seq: pts,
-                            }
-                        };
-                        store.set_update_state("s", &change).await.expect("write");
-                    }
-                });
-            });
-        });
-    }
-    group.finish();
-}
-
-fn open_big_store(c: &mut Criterion) {
-    let rt = runtime();
-    let mut cleanup = Cleanup::default();
-    // One database with 100 000 cached peers and a home key, one empty.
-    let (big, empty) = rt.block_on(async {
-        let big = mongo(&mut cleanup).await;
-        let empty = mongo(&mut cleanup).await;
-        let mut data = SessionData::default();
-        data.dcs[1].auth_key = Some(AuthKey::new([0x5A; 256]));
-        for store in [&big, &empty] {
-            store.import("default", &data).await.expect("import");
-        }
-        let all = peers(1..=BIG_STORE_PEERS);
-        for batch in all.chunks(1_000) {
-            big.cache_peers("default", batch).await.expect("fill");
-        }
-        assert_eq!(
-            big.peer_count("default").await.expect("count"),
-            BIG_STORE_PEERS as u64
-        );
-        (big, empty)
-    });
-    let memory: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+/// The shared workloads, done with the driver alone on the same shapes.
+fn raw_baseline(c: &mut Criterion, rt: &Runtime, url: &str, db: &str) {
+    const LABEL: &str = "raw mongodb driver";
+    let client = rt.block_on(connect(url));
+    let peers: Collection<Document> = client.database(db).collection("peers");
+    let sessions: Collection<Document> = client.database(db).collection("sessions");
     rt.block_on(async {
-        let mut data = SessionData::default();
-        data.dcs[1].auth_key = Some(AuthKey::new([0x5A; 256]));
-        data.peers = peers(1..=BIG_STORE_PEERS);
-        memory.import("default", &data).await.expect("import");
+        let index = |keys: Document, unique: bool| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(unique).build())
+                .build()
+        };
+        peers
+            .create_indexes([
+                index(doc! { "session": 1, "id": 1 }, true),
+                index(doc! { "session": 1, "usernames.key": 1 }, false),
+                index(doc! { "session": 1, "phone": 1 }, false),
+            ])
+            .await
+            .expect("indexes");
     });
-    let mut group = configure(c);
-    let read_key = |store: Arc<dyn SessionStore>| async move {
-        let session = store.session("default").expect("name");
-        let key = session.home_auth_key().await.expect("read").expect("a key");
-        black_box(key.id());
-    };
+    let mut group = group(c, "mongo");
+    let all: Vec<Peer> = (FIRST_ID..FIRST_ID + PEERS).map(peer).collect();
+
+    let mut round = 0u64;
     group.bench_function(
-        format!("read the home auth key of a store of {BIG_STORE_PEERS} peers/memory"),
-        |b| b.iter(|| rt.block_on(read_key(Arc::clone(&memory)))),
-    );
-    for (label, database) in [
-        (
-            format!("{BIG_STORE_PEERS} peers"),
-            big.database_name().to_owned(),
-        ),
-        ("no peers".to_owned(), empty.database_name().to_owned()),
-    ] {
-        group.bench_function(
-            format!("open a store of {label} and read the home auth key/mongo"),
-            |b| {
-                b.iter(|| {
+        format!("upsert {PEERS} peers in batches of {BATCH}/{LABEL}"),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let session = format!("bench-upsert-{round}");
                     rt.block_on(async {
-                        let store: Arc<dyn SessionStore> = Arc::new(
-                            MongoStore::builder(url())
-                                .database(&database)
-                                .open()
-                                .await
-                                .expect("open"),
-                        );
-                        read_key(store).await;
+                        let started = Instant::now();
+                        for batch in all.chunks(BATCH) {
+                            raw_upsert(&client, db, &session, batch).await;
+                        }
+                        total += started.elapsed();
+                        peers
+                            .delete_many(doc! { "session": &session })
+                            .await
+                            .expect("delete");
                     });
-                });
-            },
-        );
-    }
+                }
+                total
+            });
+        },
+    );
+
+    let session = "bench-lookups";
+    rt.block_on(async {
+        for batch in all.chunks(1_000) {
+            raw_upsert(&client, db, session, batch).await;
+        }
+        let key = Bson::Binary(Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: vec![7; 256],
+        });
+        sessions
+            .insert_one(doc! {
+                "_id": session,
+                "home_dc": 2,
+                "dcs": { "2": { "ipv4": Bson::Null, "ipv6": Bson::Null, "auth_key": key } },
+                "updated_at": DateTime::now(),
+                "update_state": { "pts": 0, "qts": 0, "date": 0, "seq": 0, "channels": {} },
+            })
+            .await
+            .expect("session");
+    });
+    let ids = shuffled_ids();
+    let mut at = 0usize;
+    let mut next = || {
+        at = (at + 1) % ids.len();
+        ids[at]
+    };
+    group.bench_function(format!("lookup by id/{LABEL}"), |b| {
+        b.iter(|| {
+            let filter = doc! { "session": session, "id": next() };
+            black_box(
+                rt.block_on(peers.find_one(filter).into_future())
+                    .expect("lookup"),
+            );
+        });
+    });
+    group.bench_function(format!("lookup by username/{LABEL}"), |b| {
+        b.iter(|| {
+            let filter = doc! { "session": session, "usernames.key": format!("user{}", next()) };
+            black_box(
+                rt.block_on(peers.find_one(filter).into_future())
+                    .expect("lookup"),
+            );
+        });
+    });
+    group.bench_function(format!("lookup by phone/{LABEL}"), |b| {
+        b.iter(|| {
+            let filter = doc! { "session": session, "phone": format!("799900{}", next()) };
+            black_box(
+                rt.block_on(peers.find_one(filter).into_future())
+                    .expect("lookup"),
+            );
+        });
+    });
+    let mut pts = 0;
+    group.bench_function(format!("update-state write/{LABEL}"), |b| {
+        b.iter(|| {
+            pts += 1;
+            rt.block_on(
+                sessions
+                    .update_one(
+                        doc! { "_id": session },
+                        doc! { "$set": {
+                            "update_state.pts": pts,
+                            "update_state.date": 1_700_000_000,
+                            "update_state.seq": pts,
+                        } },
+                    )
+                    .into_future(),
+            )
+            .expect("write");
+        });
+    });
+    group.bench_function(format!("set DC option/{LABEL}"), |b| {
+        b.iter(|| {
+            rt.block_on(sessions.update_one(
+                doc! { "_id": session },
+                doc! {
+                    "$set": { "dcs.4": { "ipv4": Bson::Null, "ipv6": Bson::Null, "auth_key": Bson::Null } },
+                    "$max": { "updated_at": DateTime::now() },
+                },
+            ).into_future())
+            .expect("write");
+        });
+    });
+    group.bench_function(format!("open + read the home key/{LABEL}"), |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let fresh = connect(url).await;
+                let doc = fresh
+                    .database(db)
+                    .collection::<Document>("sessions")
+                    .find_one(doc! { "_id": session })
+                    .projection(doc! { "update_state": 0 })
+                    .await
+                    .expect("read");
+                black_box(doc);
+            });
+        });
+    });
     group.finish();
 }
 
-criterion_group!(benches, upsert, lookups, state_writes, open_big_store);
-criterion_main!(benches);
+fn benches(c: &mut Criterion) {
+    let rt = Runtime::new().expect("a Tokio runtime");
+    let url = url();
+    let with = unique("tx");
+    let without = unique("locks");
+    let raw = unique("raw");
+    bench::run(
+        c,
+        "mongo",
+        vec![
+            BenchTarget::memory(),
+            target("mongo transactions", &url, &with, true),
+            target("mongo write locks", &url, &without, false),
+        ],
+    );
+    raw_baseline(c, &rt, &url, &raw);
+    rt.block_on(async {
+        let client = connect(&url).await;
+        for db in [&with, &without, &raw] {
+            let _ = client.database(db).drop().await;
+        }
+        // Nothing else of the run is left behind.
+        let left: Vec<String> = client
+            .list_database_names()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| [&with, &without, &raw].contains(&name))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+}
+
+criterion_group!(mongo_benches, benches);
+criterion_main!(mongo_benches);

@@ -10,10 +10,9 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
-use session_core::model::normalize_username;
 use session_core::{
     AccessHash, AuthKey, DcOption, Error, FileKind, Peer, PeerId, PeerKind, Result, SelfUser,
-    SentFile, SentFileKey, SessionData, UpdateState,
+    SentFile, SentFileKey, SessionData, SessionHeader, UpdateState,
 };
 
 /// Field names of a session document.
@@ -30,19 +29,6 @@ pub(crate) mod field {
     pub(crate) const UPDATE_STATE: &str = "update_state";
     pub(crate) const REV: &str = "rev";
     pub(crate) const SESSION: &str = "session";
-}
-
-/// The parts of a session that live in its session document.
-#[derive(Debug)]
-pub(crate) struct SessionDoc {
-    pub(crate) home_dc: i32,
-    pub(crate) dcs: Vec<DcOption>,
-    pub(crate) self_user: Option<SelfUser>,
-    pub(crate) api_id: Option<i32>,
-    pub(crate) test_mode: bool,
-    pub(crate) takeout_id: Option<i64>,
-    pub(crate) updated_at_ms: i64,
-    pub(crate) update_state: UpdateState,
 }
 
 /// Reads typed fields of one document, naming it in every error.
@@ -341,8 +327,8 @@ pub(crate) fn session_doc(
     }
 }
 
-/// Decodes a session document.
-pub(crate) fn decode_session(doc: &Document, what: &str) -> Result<SessionDoc> {
+/// The header of a session document.
+pub(crate) fn decode_header(doc: &Document, what: &str) -> Result<SessionHeader> {
     let fields = Fields::new(doc, what);
     let self_user = match fields.opt_doc(field::SELF_USER)? {
         None => None,
@@ -354,24 +340,31 @@ pub(crate) fn decode_session(doc: &Document, what: &str) -> Result<SessionDoc> {
             })
         }
     };
-    let dcs = match fields.opt_doc(field::DCS)? {
-        None => Vec::new(),
-        Some(dcs) => decode_dcs(dcs, what)?,
-    };
-    let update_state = match fields.opt_doc(field::UPDATE_STATE)? {
-        None => UpdateState::default(),
-        Some(state) => decode_state(state, what)?,
-    };
-    Ok(SessionDoc {
+    Ok(SessionHeader {
         home_dc: fields.i32(field::HOME_DC)?,
-        dcs,
         self_user,
         api_id: fields.opt_i32(field::API_ID)?,
         test_mode: fields.opt_bool(field::TEST_MODE)?.unwrap_or(false),
         takeout_id: fields.opt_i64(field::TAKEOUT_ID)?,
+        created_at_ms: fields.millis(field::CREATED_AT)?,
         updated_at_ms: fields.millis(field::UPDATED_AT)?,
-        update_state,
     })
+}
+
+/// The DC options of a session document, sorted by id.
+pub(crate) fn decode_dcs_of(doc: &Document, what: &str) -> Result<Vec<DcOption>> {
+    match Fields::new(doc, what).opt_doc(field::DCS)? {
+        None => Ok(Vec::new()),
+        Some(dcs) => decode_dcs(dcs, what),
+    }
+}
+
+/// The update state of a session document.
+pub(crate) fn decode_state_of(doc: &Document, what: &str) -> Result<UpdateState> {
+    match Fields::new(doc, what).opt_doc(field::UPDATE_STATE)? {
+        None => Ok(UpdateState::default()),
+        Some(state) => decode_state(state, what),
+    }
 }
 
 /// A peer document. Unknown fields are left out, so that "unknown" and
@@ -388,7 +381,8 @@ pub(crate) fn peer_doc(session: &str, peer: &Peer) -> Document {
     if let Some(usernames) = &peer.usernames {
         let entries: Vec<Bson> = usernames
             .iter()
-            .map(|name| Bson::Document(doc! { "name": name, "key": normalize_username(name) }))
+            .zip(peer.username_keys())
+            .map(|(name, key)| Bson::Document(doc! { "name": name, "key": key }))
             .collect();
         doc.insert("usernames", entries);
     }
@@ -556,16 +550,14 @@ mod tests {
             .channels
             .insert(i64::MAX - 1_000_000_000_000, -5);
         data.update_state.pts = 9;
-        let doc = session_doc("x", &data, 1, 2, 0);
-        let back = decode_session(&doc, "session").expect("decodes");
-        assert_eq!(back.dcs, data.dcs);
-        assert_eq!(back.self_user, data.self_user);
+        let doc = session_doc("x", &data, i64::MIN, i64::MAX, 0);
+        let header = decode_header(&doc, "session").expect("decodes");
+        assert_eq!(header, SessionHeader::from_data(&data, i64::MIN, i64::MAX));
+        assert_eq!(decode_dcs_of(&doc, "session").expect("dcs"), data.dcs);
         assert_eq!(
-            (back.api_id, back.takeout_id),
-            (data.api_id, data.takeout_id)
+            decode_state_of(&doc, "session").expect("state"),
+            data.update_state
         );
-        assert_eq!(back.update_state, data.update_state);
-        assert_eq!(back.updated_at_ms, 2);
     }
 
     #[test]
@@ -581,7 +573,7 @@ mod tests {
         assert!(decode_peer(&doc, "p_peers").is_err());
         let mut session = session_doc("x", &SessionData::default(), 1, 2, 0);
         session.insert("dcs", doc! { "2": { "auth_key": binary(&[1, 2, 3]) } });
-        let text = decode_session(&session, "session \"x\"")
+        let text = decode_dcs_of(&session, "session \"x\"")
             .expect_err("corrupt")
             .to_string();
         assert!(

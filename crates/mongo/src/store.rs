@@ -1,500 +1,185 @@
-//! [`MongoStore`]: the [`SessionStore`] on a MongoDB deployment.
+//! [`MongoStore`]: the persistence primitives of [`SessionBackend`] on a
+//! MongoDB deployment.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
-use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
-use session_core::lease::{now_ms, validate_lease};
-use session_core::model::{normalize_phone, normalize_username};
+use mongodb::{Client, ClientSession, Collection, Database};
+use session_core::backend::{decide_release, import_times};
 use session_core::{
-    Capabilities, DcOption, Error, LeaseInfo, Peer, PeerId, PeerTable, Result, SelfUser, SentFile,
-    SentFileKey, SessionData, SessionMeta, SessionStore, UpdateState, UpdateStateChange,
+    Capabilities, ChannelsWrite, DcOption, Error, HeaderWrite, ImportMode, LeaseInfo, LeaseRequest,
+    OpenMode, Peer, PeerBatch, PeerId, Result, SentFile, SentFileKey, SessionBackend, SessionData,
+    SessionHeader, UpdateState, UpdateStateWrite,
 };
 
 use crate::codec::{self, Fields, field};
-use crate::error::{
-    BACKEND, COMMAND_NOT_FOUND, Fail, NAMESPACE_EXISTS, ResultExt, WriteCommandError, db_error,
-    fail_error, is_duplicate_key, is_transient, is_unknown_commit_result,
-};
-use crate::retry::Backoff;
-use crate::url::{redact_url, scrub};
+use crate::error::{Access, BACKEND, Fail, Place, is_duplicate_key};
+use crate::unit::step;
+use crate::watch::Watch;
 
 /// The newest layout this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// The database used when neither the builder nor the URL names one.
-pub const DEFAULT_DATABASE: &str = "mtsession";
-
-/// The collection-name prefix used unless the builder sets another.
-pub const DEFAULT_PREFIX: &str = "mtsession_";
-
-/// How long the driver looks for a usable server before an operation fails
-/// with [`Error::Unavailable`], unless the URL sets `serverSelectionTimeoutMS`.
-pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a write lock (used only without transactions) lives unless released.
-pub(crate) const LOCK_TTL: Duration = Duration::from_secs(60);
-
 /// Values per `$in` list. Large `$in` lists cost time quadratic in their
 /// length on SecantusDB (a 10 000-value list takes minutes); chunks keep
 /// every query linear there and cost real MongoDB nothing for usual batches.
-const IN_CHUNK: usize = 100;
+pub(crate) const IN_CHUNK: usize = 100;
 
-/// Statements per `update` command when peers are written.
-const UPDATE_CHUNK_STATEMENTS: usize = 1_000;
-/// Bytes of statements per `update` command (well below the 16 MiB limit).
-const UPDATE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Documents per `insert` command when a session is imported or copied.
+const INSERT_CHUNK: usize = 1_000;
 
-/// Runs `$body` as one unit of work with `$s` bound to a `ClientSession`.
-///
-/// With transactions the body runs inside one, which is committed at the
-/// end, and the whole unit is retried (with backoff) after a transient
-/// error such as a write conflict with a concurrent transaction. Without
-/// transactions the body's operations run one after the other while the
-/// store holds the write locks of the sessions listed in `[...]`, so that
-/// writers through this crate still never interleave on one session.
-macro_rules! atomically {
-    ($store:expr, [$($lock:expr),* $(,)?], |$s:ident| $body:block) => {{
-        let store: &MongoStore = $store;
-        if store.transactions {
-            let mut backoff = Backoff::new();
-            loop {
-                let mut $s: ClientSession = store.client.start_session().await.db()?;
-                $s.start_transaction().await.db()?;
-                let outcome = async { $body };
-                let outcome: std::result::Result<_, Fail> = outcome.await;
-                match outcome {
-                    Ok(value) => match commit(&mut $s).await {
-                        Ok(()) => break Ok(value),
-                        Err(e) if is_transient(&e) && backoff.wait().await => continue,
-                        Err(e) => break Err(db_error(e)),
-                    },
-                    Err(fail) => {
-                        // Best effort: the server also aborts an abandoned
-                        // transaction after its lifetime limit.
-                        let _ = $s.abort_transaction().await;
-                        match fail {
-                            Fail::Db(e) if is_transient(&e) && backoff.wait().await => continue,
-                            fail => break Err(fail_error(fail)),
-                        }
-                    }
-                }
-            }
-        } else {
-            let locks = store.lock_sessions(&[$($lock),*]).await?;
-            let outcome = async {
-                let mut $s: ClientSession = store.client.start_session().await?;
-                $body
-            };
-            let outcome: std::result::Result<_, Fail> = outcome.await;
-            store.unlock_sessions(locks).await;
-            outcome.map_err(fail_error)
-        }
-    }};
-}
+/// How many times a lease compare-and-set that found the lease changed
+/// under it is tried again before the call gives up with [`Error::Busy`].
+const LEASE_ATTEMPTS: u32 = 64;
 
-/// Commits, sending the commit again while its outcome is unknown.
-async fn commit(session: &mut ClientSession) -> std::result::Result<(), mongodb::error::Error> {
-    let mut attempts = 0;
-    loop {
-        match session.commit_transaction().await {
-            Err(e) if is_unknown_commit_result(&e) && attempts < 3 => attempts += 1,
-            other => return other,
-        }
-    }
-}
-
-/// Configures and opens a [`MongoStore`].
-#[derive(Clone)]
-pub struct MongoStoreBuilder {
-    url: String,
-    database: Option<String>,
-    prefix: String,
-    server_selection_timeout: Option<Duration>,
-    use_transactions: bool,
-}
-
-impl fmt::Debug for MongoStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MongoStoreBuilder")
-            .field("url", &redact_url(&self.url))
-            .field("database", &self.database)
-            .field("prefix", &self.prefix)
-            .field("server_selection_timeout", &self.server_selection_timeout)
-            .field("use_transactions", &self.use_transactions)
-            .finish()
-    }
-}
-
-impl MongoStoreBuilder {
-    /// A builder for the deployment at `url` (`mongodb://…` or `mongodb+srv://…`).
-    pub fn new(url: impl Into<String>) -> Self {
-        MongoStoreBuilder {
-            url: url.into(),
-            database: None,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            server_selection_timeout: None,
-            use_transactions: true,
-        }
-    }
-
-    /// The database that holds the collections. Default: the URL's
-    /// database path if it has one, else [`DEFAULT_DATABASE`].
-    pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.database = Some(name.into());
-        self
-    }
-
-    /// The prefix of every collection name (default [`DEFAULT_PREFIX`]), so
-    /// several stores can share one database.
-    pub fn collection_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long to look for a usable server before failing with
-    /// [`Error::Unavailable`]. Overrides the URL's `serverSelectionTimeoutMS`;
-    /// without either the default is [`DEFAULT_SERVER_SELECTION_TIMEOUT`].
-    pub fn server_selection_timeout(mut self, timeout: Duration) -> Self {
-        self.server_selection_timeout = Some(timeout);
-        self
-    }
-
-    /// Whether to use multi-document transactions where the deployment
-    /// supports them (default `true`). Without them, multi-document writes
-    /// (imports, copies, deletes, username moves) are no longer atomic and
-    /// run under per-session write locks instead (see the crate docs); the
-    /// switch exists to run that fallback path on a replica set.
-    pub fn use_transactions(mut self, yes: bool) -> Self {
-        self.use_transactions = yes;
-        self
-    }
-
-    /// Connects, checks the schema version and creates collections and indexes.
-    ///
-    /// Fails with [`Error::Unavailable`] when no server answers within the
-    /// server selection timeout, [`Error::InvalidInput`] for a malformed URL,
-    /// database name or prefix, and [`Error::UnsupportedSchemaVersion`] when
-    /// the collections were written by a newer version.
-    pub async fn open(self) -> Result<MongoStore> {
-        let redacted = redact_url(&self.url);
-        let mut options = ClientOptions::parse(&self.url).await.map_err(|e| {
-            let message = scrub(&e.to_string(), &self.url);
-            if matches!(
-                e.kind.as_ref(),
-                mongodb::error::ErrorKind::DnsResolve { .. }
-            ) {
-                // DNS messages name hosts, never credentials.
-                Error::Unavailable {
-                    backend: BACKEND,
-                    message: format!("cannot resolve {redacted}: {message}"),
-                    source: Some(Box::new(e)),
-                }
-            } else {
-                // Parse errors may quote the string: keep only the scrubbed text.
-                Error::invalid(format!(
-                    "expected a MongoDB connection string \
-                     (mongodb://[user:password@]host[:port][,host...][/database][?options]), \
-                     got {redacted}: {message}"
-                ))
-            }
-        })?;
-        let timeout = self
-            .server_selection_timeout
-            .or(options.server_selection_timeout)
-            .unwrap_or(DEFAULT_SERVER_SELECTION_TIMEOUT);
-        options.server_selection_timeout = Some(timeout);
-        if options.app_name.is_none() {
-            options.app_name = Some("mtsession".to_owned());
-        }
-        let database = self
-            .database
-            .clone()
-            .or_else(|| options.default_database.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-        validate_database_name(&database)?;
-        validate_prefix(&self.prefix)?;
-        let client = Client::with_options(options).map_err(|e| {
-            Error::invalid(format!(
-                "cannot use the MongoDB connection string {redacted}: {}",
-                scrub(&e.to_string(), &self.url)
-            ))
-        })?;
-        let server = ServerInfo::probe(&client).await.map_err(|e| match e {
-            Error::Unavailable {
-                message, source, ..
-            } => Error::Unavailable {
-                backend: BACKEND,
-                message: format!(
-                    "no MongoDB server at {redacted} answered within {timeout:?}: {}",
-                    scrub(&message, &self.url)
-                ),
-                source,
-            },
-            other => other,
-        })?;
-        let db = client.database(&database);
-        let name = |suffix: &str| format!("{}{suffix}", self.prefix);
-        let store = MongoStore {
-            sessions: db.collection(&name("sessions")),
-            peers: db.collection(&name("peers")),
-            files: db.collection(&name("files")),
-            leases: db.collection(&name("leases")),
-            locks: db.collection(&name("locks")),
-            meta: db.collection(&name("meta")),
-            peers_name: name("peers"),
-            transactions: self.use_transactions && server.transactions,
-            server,
-            client,
-            db,
-            database,
-            prefix: self.prefix,
-            redacted_url: redacted,
-        };
-        store.check_schema().await?;
-        store.create_layout().await?;
-        Ok(store)
-    }
-}
-
-fn validate_database_name(name: &str) -> Result<()> {
-    const FORBIDDEN: &[char] = &[
-        '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
-    ];
-    if name.is_empty() || name.len() > 63 || name.contains(FORBIDDEN) {
-        return Err(Error::invalid(format!(
-            "a MongoDB database name is 1 to 63 bytes without / \\ . space \" $ * < > : | ? or NUL, got {name:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.contains(['$', '\0']) || prefix.starts_with("system.") || prefix.len() > 100 {
-        return Err(Error::invalid(format!(
-            "a collection prefix is at most 100 bytes without $ or NUL and does not start with \"system.\", got {prefix:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// What the deployment told us when we connected.
+/// The collections of one store.
 #[derive(Clone, Debug)]
-struct ServerInfo {
-    /// `buildInfo.version`, when the server answers it.
-    version: Option<String>,
-    /// A replica set (or mongos) recent enough for transactions.
-    transactions: bool,
+pub(crate) struct Collections {
+    pub(crate) sessions: Collection<Document>,
+    pub(crate) peers: Collection<Document>,
+    pub(crate) files: Collection<Document>,
+    pub(crate) leases: Collection<Document>,
+    pub(crate) locks: Collection<Document>,
+    pub(crate) meta: Collection<Document>,
 }
 
-impl ServerInfo {
-    async fn probe(client: &Client) -> Result<ServerInfo> {
-        let admin = client.database("admin");
-        let hello = match admin.run_command(doc! { "hello": 1 }).await {
-            Ok(reply) => reply,
-            Err(e) if crate::error::code(&e) == Some(COMMAND_NOT_FOUND) => {
-                admin.run_command(doc! { "isMaster": 1 }).await.db()?
-            }
-            Err(e) => return Err(db_error(e)),
-        };
-        let fields = Fields::new(&hello, "the server's hello reply");
-        let max_wire = fields.opt_i64("maxWireVersion")?.unwrap_or(0);
-        let sessions = hello.contains_key("logicalSessionTimeoutMinutes");
-        let replica_set = hello.contains_key("setName");
-        let mongos = fields.opt_str("msg")? == Some("isdbgrid");
-        let transactions =
-            sessions && ((replica_set && max_wire >= 7) || (mongos && max_wire >= 8));
-        let version = match admin.run_command(doc! { "buildInfo": 1 }).await {
-            Ok(info) => info.get_str("version").ok().map(str::to_owned),
-            Err(_) => None,
-        };
-        Ok(ServerInfo {
-            version,
-            transactions,
-        })
+impl Collections {
+    pub(crate) fn new(db: &Database, prefix: &str) -> Self {
+        let c = |suffix: &str| db.collection::<Document>(&format!("{prefix}{suffix}"));
+        Collections {
+            sessions: c("sessions"),
+            peers: c("peers"),
+            files: c("files"),
+            leases: c("leases"),
+            locks: c("locks"),
+            meta: c("meta"),
+        }
     }
 }
 
-/// Sessions in MongoDB collections: one document per session, one per
-/// cached peer and one per sent file. See the crate docs for the layout.
+/// What the store knows about itself.
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) db: Database,
+    pub(crate) database: String,
+    pub(crate) prefix: String,
+    pub(crate) place: Place,
+    pub(crate) watch: Arc<Watch>,
+    pub(crate) mode: OpenMode,
+    pub(crate) transactions: bool,
+    pub(crate) collections: Collections,
+}
+
+impl Inner {
+    /// Runs one call, bounded in time, with its failure mapped.
+    pub(crate) async fn call<T>(
+        &self,
+        access: Access,
+        call: impl std::future::Future<Output = std::result::Result<T, Fail>>,
+    ) -> Result<T> {
+        self.watch.call(&self.place, access, call).await
+    }
+
+    pub(crate) fn what(&self, collection: &Collection<Document>) -> String {
+        format!("mongo collection {}.{}", self.database, collection.name())
+    }
+
+    pub(crate) fn session_what(&self, session: &str) -> String {
+        format!(
+            "mongo collection {}.{}, session {session:?}",
+            self.database,
+            self.collections.sessions.name()
+        )
+    }
+}
+
+/// Sessions in MongoDB collections, one document per session, one per cached
+/// peer and one per sent file: the [`SessionBackend`] of session-mongo. Wrap
+/// it in a [`session_core::Store`] (or call
+/// [`BackendExt::open`](session_core::BackendExt::open)) to use it.
+///
+/// Cheap to clone; every clone shares one driver client (and its connection
+/// pool). See the crate docs for the layout and what each error means.
+#[derive(Clone)]
 pub struct MongoStore {
-    client: Client,
-    db: Database,
-    database: String,
-    prefix: String,
-    redacted_url: String,
-    server: ServerInfo,
-    transactions: bool,
-    sessions: Collection<Document>,
-    peers: Collection<Document>,
-    peers_name: String,
-    files: Collection<Document>,
-    leases: Collection<Document>,
-    locks: Collection<Document>,
-    meta: Collection<Document>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MongoStore")
-            .field("url", &self.redacted_url)
-            .field("database", &self.database)
-            .field("prefix", &self.prefix)
-            .field("server_version", &self.server.version)
-            .field("transactions", &self.transactions)
+            .field("url", &self.inner.place.url)
+            .field("database", &self.inner.database)
+            .field("prefix", &self.inner.prefix)
+            .field("mode", &self.inner.mode)
+            .field("transactions", &self.inner.transactions)
             .finish()
     }
 }
 
 impl MongoStore {
-    /// Opens a store on `url` with the default database and prefix.
-    pub async fn connect(url: &str) -> Result<MongoStore> {
-        MongoStoreBuilder::new(url).open().await
-    }
-
-    /// A builder to set the database, the prefix and timeouts.
-    pub fn builder(url: impl Into<String>) -> MongoStoreBuilder {
-        MongoStoreBuilder::new(url)
-    }
-
     /// The database holding the collections.
     pub fn database_name(&self) -> &str {
-        &self.database
+        &self.inner.database
     }
 
     /// The prefix of every collection name.
     pub fn collection_prefix(&self) -> &str {
-        &self.prefix
+        &self.inner.prefix
     }
 
     /// Whether multi-document writes run in transactions.
     pub fn uses_transactions(&self) -> bool {
-        self.transactions
+        self.inner.transactions
     }
 
-    /// The server's version as `buildInfo` reports it.
-    pub fn server_version(&self) -> Option<&str> {
-        self.server.version.as_deref()
+    /// How the store was opened.
+    pub fn mode(&self) -> OpenMode {
+        self.inner.mode
+    }
+
+    /// The server URL with its password replaced by `***`.
+    pub fn redacted_url(&self) -> &str {
+        &self.inner.place.url
     }
 
     /// The driver's client, e.g. to share its connection pool.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.inner.client
     }
 
-    fn what(&self, collection: &Collection<Document>) -> String {
-        format!("mongo collection {}.{}", self.database, collection.name())
+    fn c(&self) -> &Collections {
+        &self.inner.collections
     }
 
-    fn session_what(&self, session: &str) -> String {
-        format!(
-            "mongo collection {}.{}, session {session:?}",
-            self.database,
-            self.sessions.name()
-        )
-    }
-
-    async fn check_schema(&self) -> Result<()> {
-        let what = self.what(&self.meta);
-        for _ in 0..3 {
-            if let Some(doc) = self.meta.find_one(doc! { "_id": "schema" }).await.db()? {
-                let found = Fields::new(&doc, what.clone()).i64("version")?;
-                if found > SCHEMA_VERSION {
-                    return Err(Error::UnsupportedSchemaVersion {
-                        what: format!(
-                            "mongo database {:?} (prefix {:?})",
-                            self.database, self.prefix
-                        ),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                if found < 1 {
-                    return Err(Error::corrupt(
-                        what,
-                        format!("schema version should be 1..={SCHEMA_VERSION}, found {found}"),
-                    ));
-                }
-                return Ok(());
-            }
-            let result = self
-                .meta
-                .update_one(
-                    doc! { "_id": "schema" },
-                    doc! { "$setOnInsert": { "version": SCHEMA_VERSION, "created_at": DateTime::now() } },
-                )
-                .upsert(true)
-                .await;
-            match result {
-                Ok(_) => {}
-                // Another process created it at the same moment: read theirs.
-                Err(e) if is_duplicate_key(&e) => {}
-                Err(e) => return Err(db_error(e)),
-            }
-        }
-        Err(Error::corrupt(
-            what,
-            "the schema document vanished while it was being read",
-        ))
-    }
-
-    async fn create_layout(&self) -> Result<()> {
-        // Collections used inside transactions must exist beforehand on
-        // servers before 4.4, which cannot create them in a transaction.
-        for collection in [&self.sessions, &self.peers, &self.files, &self.leases] {
-            match self.db.create_collection(collection.name()).await {
-                Ok(()) => {}
-                Err(e) if crate::error::code(&e) == Some(NAMESPACE_EXISTS) => {}
-                Err(e) => return Err(db_error(e)),
-            }
-        }
-        let index = |keys: Document, name: &str, unique: bool| {
-            IndexModel::builder()
-                .keys(keys)
-                .options(
-                    IndexOptions::builder()
-                        .name(name.to_owned())
-                        .unique(unique)
-                        .build(),
-                )
-                .build()
-        };
-        self.peers
-            .create_indexes([
-                index(doc! { "session": 1, "id": 1 }, "session_id", true),
-                index(
-                    doc! { "session": 1, "usernames.key": 1 },
-                    "session_username",
-                    false,
-                ),
-                index(doc! { "session": 1, "phone": 1 }, "session_phone", false),
-            ])
-            .await
-            .db()?;
-        self.files
-            .create_index(index(
-                doc! { "session": 1, "md5": 1, "size": 1, "kind": 1 },
-                "session_file",
-                true,
+    /// Refuses writes on a store opened [`OpenMode::ReadOnly`].
+    fn writable(&self) -> Result<()> {
+        if self.inner.mode.writes() {
+            Ok(())
+        } else {
+            Err(Error::unsupported(
+                BACKEND,
+                "writes to a store opened read-only",
             ))
-            .await
-            .db()?;
-        Ok(())
+        }
     }
 
-    /// One field set of a session document, or `NotFound`.
-    async fn session_fields(&self, session: &str, projection: Document) -> Result<Document> {
-        self.sessions
-            .find_one(doc! { "_id": session })
-            .projection(projection)
-            .await
-            .db()?
+    /// One read of the session document with a projection, or `NotFound`.
+    async fn session_doc(&self, session: &str, projection: Document) -> Result<Document> {
+        let sessions = &self.c().sessions;
+        self.inner
+            .call(Access::Read, async move {
+                Ok(sessions
+                    .find_one(doc! { "_id": session })
+                    .projection(projection)
+                    .await?)
+            })
+            .await?
             .ok_or_else(|| Error::session_not_found(session))
     }
 
@@ -507,231 +192,190 @@ impl MongoStore {
         }
     }
 
-    /// Updates session-level fields and `updated_at`; `NotFound` if absent.
-    async fn touch_session(&self, session: &str, set: Document) -> Result<()> {
-        let result = self
-            .sessions
-            .update_one(
-                doc! { "_id": session },
-                doc! { "$set": set, "$max": { field::UPDATED_AT: DateTime::from_millis(now_ms()) } },
-            )
-            .await
-            .db()?;
-        if result.matched_count == 0 {
-            return Err(Error::session_not_found(session));
-        }
-        Ok(())
-    }
-
-    /// Inside a unit of work: bumps the session's revision, so that
-    /// concurrent transactions writing the same session's peers or files
-    /// conflict (and one retries) and a concurrent delete cannot leave
-    /// orphans behind. `NotFound` if the session does not exist.
-    async fn lock_session(
-        &self,
-        s: &mut ClientSession,
-        session: &str,
-    ) -> std::result::Result<(), Fail> {
-        let result = self
-            .sessions
-            .update_one(
-                doc! { "_id": session },
-                doc! { "$inc": { field::REV: 1_i64 } },
-            )
-            .session(&mut *s)
+    /// One update of the session document; `NotFound` if it is missing.
+    async fn update_session(&self, session: &str, update: Document) -> Result<()> {
+        self.writable()?;
+        let sessions = &self.c().sessions;
+        let matched = self
+            .inner
+            .call(Access::Write, async move {
+                Ok(sessions
+                    .update_one(doc! { "_id": session }, update)
+                    .await?
+                    .matched_count)
+            })
             .await?;
-        if result.matched_count == 0 {
-            return Err(Fail::Store(Error::session_not_found(session)));
-        }
-        Ok(())
-    }
-
-    /// Without transactions: takes the write locks of `sessions` (in a fixed
-    /// order, so two callers never wait on each other in a cycle). A lock
-    /// is a document in `{prefix}locks` that expires after [`LOCK_TTL`], so
-    /// a crashed holder blocks nobody for long.
-    async fn lock_sessions(&self, sessions: &[&str]) -> Result<Vec<(String, ObjectId)>> {
-        let names: BTreeSet<&str> = sessions.iter().copied().collect();
-        let mut held = Vec::with_capacity(names.len());
-        for name in names {
-            match self.lock_session_document(name).await {
-                Ok(token) => held.push((name.to_owned(), token)),
-                Err(e) => {
-                    self.unlock_sessions(held).await;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(held)
-    }
-
-    async fn lock_session_document(&self, session: &str) -> Result<ObjectId> {
-        let token = ObjectId::new();
-        let ttl_ms = i64::try_from(LOCK_TTL.as_millis()).unwrap_or(i64::MAX);
-        let mut backoff = Backoff::new();
-        loop {
-            let now = now_ms();
-            let result = self
-                .locks
-                .update_one(
-                    doc! { "_id": session, "expires_at": { "$lte": DateTime::from_millis(now) } },
-                    doc! { "$set": { "token": token, "expires_at": DateTime::from_millis(now.saturating_add(ttl_ms)) } },
-                )
-                .upsert(true)
-                .await;
-            match result {
-                Ok(_) => return Ok(token),
-                // Held by another writer: wait for it.
-                Err(e) if is_duplicate_key(&e) => {
-                    if !backoff.wait().await {
-                        return Err(Error::backend(
-                            BACKEND,
-                            WriteCommandError {
-                                command: "lock",
-                                code: 0,
-                                message: format!(
-                                    "gave up waiting for the write lock of session {session:?} after {:?}",
-                                    crate::retry::MAX_RETRY_TIME
-                                ),
-                            },
-                        ));
-                    }
-                }
-                Err(e) => return Err(db_error(e)),
-            }
-        }
-    }
-
-    /// Gives write locks back. A lock that cannot be removed (the server went
-    /// away) expires by itself.
-    async fn unlock_sessions(&self, held: Vec<(String, ObjectId)>) {
-        for (session, token) in held {
-            let _ = self
-                .locks
-                .delete_one(doc! { "_id": session, "token": token })
-                .await;
-        }
-    }
-
-    /// Every document of `collection` matching `filter`, inside a unit of work.
-    async fn find_all(
-        collection: &Collection<Document>,
-        s: &mut ClientSession,
-        filter: Document,
-        sort: Option<Document>,
-        projection: Option<Document>,
-    ) -> std::result::Result<Vec<Document>, Fail> {
-        let mut find = collection.find(filter);
-        if let Some(sort) = sort {
-            find = find.sort(sort);
-        }
-        if let Some(projection) = projection {
-            find = find.projection(projection);
-        }
-        let mut cursor = find.session(&mut *s).await?;
-        let docs: Vec<Document> = cursor.stream(&mut *s).try_collect().await?;
-        Ok(docs)
-    }
-
-    /// Upserts whole peer documents with as few `update` commands as the
-    /// size limits allow (one for a usual batch).
-    async fn write_peers(
-        &self,
-        s: &mut ClientSession,
-        session: &str,
-        peers: &[&Peer],
-    ) -> std::result::Result<(), Fail> {
-        let mut statements = Vec::new();
-        let mut bytes = 0;
-        for (i, peer) in peers.iter().enumerate() {
-            let statement = doc! {
-                "q": { "session": session, "id": peer.id.marked() },
-                "u": codec::peer_doc(session, peer),
-                "upsert": true,
-            };
-            bytes += statement.to_vec().map(|v| v.len()).unwrap_or(1024);
-            statements.push(Bson::Document(statement));
-            let last = i + 1 == peers.len();
-            if last || statements.len() >= UPDATE_CHUNK_STATEMENTS || bytes >= UPDATE_CHUNK_BYTES {
-                self.run_update(s, std::mem::take(&mut statements)).await?;
-                bytes = 0;
-            }
-        }
-        Ok(())
-    }
-
-    async fn run_update(
-        &self,
-        s: &mut ClientSession,
-        statements: Vec<Bson>,
-    ) -> std::result::Result<(), Fail> {
-        let mut command = doc! {
-            "update": self.peers_name.as_str(),
-            "updates": statements,
-            "ordered": true,
-        };
-        if !self.transactions
-            && let Some(concern) = self.client.write_concern()
-            && let Ok(concern) = mongodb::bson::serialize_to_bson(concern)
-        {
-            command.insert("writeConcern", concern);
-        }
-        let reply = self.db.run_command(command).session(&mut *s).await?;
-        if let Ok(errors) = reply.get_array("writeErrors")
-            && let Some(Bson::Document(first)) = errors.first()
-        {
-            return Err(WriteCommandError {
-                command: "update",
-                code: first.get_i32("code").unwrap_or(0),
-                message: first.get_str("errmsg").unwrap_or_default().to_owned(),
-            }
-            .into());
-        }
-        if let Ok(concern) = reply.get_document("writeConcernError") {
-            return Err(WriteCommandError {
-                command: "update",
-                code: concern.get_i32("code").unwrap_or(0),
-                message: concern.get_str("errmsg").unwrap_or_default().to_owned(),
-            }
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Inserts documents inside a unit of work (the driver splits large batches).
-    async fn insert_all(
-        collection: &Collection<Document>,
-        s: &mut ClientSession,
-        docs: Vec<Document>,
-    ) -> std::result::Result<(), Fail> {
-        if !docs.is_empty() {
-            collection.insert_many(docs).session(&mut *s).await?;
+        if matched == 0 {
+            return Err(Error::session_not_found(session));
         }
         Ok(())
     }
 
     fn decode_peers(&self, docs: &[Document]) -> Result<Vec<Peer>> {
         docs.iter()
-            .map(|doc| codec::decode_peer(doc, self.peers.name()))
+            .map(|doc| codec::decode_peer(doc, self.c().peers.name()))
             .collect()
+    }
+
+    async fn peer_by(&self, session: &str, filter: Document) -> Result<Option<Peer>> {
+        let peers = &self.c().peers;
+        let found = self
+            .inner
+            .call(
+                Access::Read,
+                async move { Ok(peers.find_one(filter).await?) },
+            )
+            .await?;
+        match found {
+            Some(doc) => Ok(Some(codec::decode_peer(&doc, peers.name())?)),
+            None => {
+                self.require(session).await?;
+                Ok(None)
+            }
+        }
     }
 }
 
-fn session_names(docs: Vec<Document>, what: &str) -> Result<Vec<String>> {
-    docs.into_iter()
-        .map(|doc| match doc.get("_id") {
-            Some(Bson::String(name)) => Ok(name.clone()),
-            _ => Err(Error::corrupt(
-                what,
-                "a session document's _id should be its name (a string)",
-            )),
-        })
-        .collect()
+/// Inside a unit of work: bumps the session's revision, so that concurrent
+/// transactions writing the same session's peers or files conflict (and one
+/// runs again) and a concurrent delete cannot leave orphans behind.
+/// `NotFound` if the session does not exist.
+pub(crate) async fn bump(
+    sessions: &Collection<Document>,
+    s: &mut ClientSession,
+    session: &str,
+) -> std::result::Result<(), Fail> {
+    let result = sessions
+        .update_one(
+            doc! { "_id": session },
+            doc! { "$inc": { field::REV: 1_i64 } },
+        )
+        .session(&mut *s)
+        .await?;
+    if result.matched_count == 0 {
+        return Err(Fail::Store(Error::session_not_found(session)));
+    }
+    Ok(())
+}
+
+/// Every document matching `filter`, inside a unit of work.
+pub(crate) async fn find_all(
+    collection: &Collection<Document>,
+    s: &mut ClientSession,
+    filter: Document,
+    sort: Option<Document>,
+) -> std::result::Result<Vec<Document>, Fail> {
+    let mut find = collection.find(filter);
+    if let Some(sort) = sort {
+        find = find.sort(sort);
+    }
+    let mut cursor = find.session(&mut *s).await?;
+    let docs: Vec<Document> = cursor.stream(&mut *s).try_collect().await?;
+    Ok(docs)
+}
+
+/// Inserts documents inside a unit of work, [`INSERT_CHUNK`] per command.
+async fn insert_all(
+    collection: &Collection<Document>,
+    s: &mut ClientSession,
+    docs: Vec<Document>,
+) -> std::result::Result<(), Fail> {
+    let mut docs = docs.into_iter().peekable();
+    while docs.peek().is_some() {
+        let chunk: Vec<Document> = docs.by_ref().take(INSERT_CHUNK).collect();
+        collection.insert_many(chunk).session(&mut *s).await?;
+    }
+    Ok(())
+}
+
+/// Copies every document of session `from` in `collection` to session `to`,
+/// inside a unit of work, without decoding them.
+async fn copy_documents(
+    collection: &Collection<Document>,
+    s: &mut ClientSession,
+    from: &str,
+    to: &str,
+) -> std::result::Result<(), Fail> {
+    let mut cursor = collection
+        .find(doc! { field::SESSION: from })
+        .session(&mut *s)
+        .await?;
+    let mut chunk = Vec::with_capacity(INSERT_CHUNK);
+    while let Some(doc) = cursor.next(&mut *s).await {
+        let mut doc = doc?;
+        doc.remove("_id");
+        doc.insert(field::SESSION, to);
+        chunk.push(doc);
+        if chunk.len() == INSERT_CHUNK {
+            collection
+                .insert_many(std::mem::take(&mut chunk))
+                .session(&mut *s)
+                .await?;
+        }
+    }
+    if !chunk.is_empty() {
+        collection.insert_many(chunk).session(&mut *s).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the peers and files of a session (those a former session of the
+/// name left behind, when a deletion without transactions was interrupted).
+async fn delete_contents(
+    c: &Collections,
+    s: &mut ClientSession,
+    session: &str,
+) -> std::result::Result<(), Fail> {
+    for collection in [&c.peers, &c.files] {
+        collection
+            .delete_many(doc! { field::SESSION: session })
+            .session(&mut *s)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The stored `(created, updated)` times and revision of a session document.
+fn stored_times(doc: &Document, what: &str) -> Result<((i64, i64), i64)> {
+    let fields = Fields::new(doc, what);
+    Ok((
+        (
+            fields.millis(field::CREATED_AT)?,
+            fields.millis(field::UPDATED_AT)?,
+        ),
+        fields.opt_i64(field::REV)?.unwrap_or(0),
+    ))
+}
+
+/// The projection of a session document's times and revision.
+fn times_projection() -> Document {
+    doc! { field::CREATED_AT: 1, field::UPDATED_AT: 1, field::REV: 1 }
+}
+
+/// Sets the times and revision of a session document about to be written.
+fn set_times(doc: &mut Document, (created, updated): (i64, i64), rev: i64) {
+    doc.insert(field::CREATED_AT, DateTime::from_millis(created));
+    doc.insert(field::UPDATED_AT, DateTime::from_millis(updated));
+    doc.insert(field::REV, rev);
+}
+
+/// Parses a stored lease document.
+fn parse_lease(doc: &Document, session: &str, what: &str) -> Result<(LeaseInfo, Bson)> {
+    let fields = Fields::new(doc, format!("{what}, lease of {session:?}"));
+    let expires = doc.get("expires_at").cloned().unwrap_or(Bson::Null);
+    Ok((
+        LeaseInfo {
+            session: session.to_owned(),
+            owner: fields.str("owner")?.to_owned(),
+            expires_at_ms: fields.millis("expires_at")?,
+        },
+        expires,
+    ))
 }
 
 #[async_trait]
-impl SessionStore for MongoStore {
-    fn backend_name(&self) -> &'static str {
+impl SessionBackend for MongoStore {
+    fn name(&self) -> &'static str {
         BACKEND
     }
 
@@ -739,206 +383,117 @@ impl SessionStore for MongoStore {
         Capabilities::NONE
             .durable(true)
             .shared_between_processes(true)
-            .atomic_multi_key_writes(self.transactions)
+            .atomic_multi_key_writes(self.inner.transactions)
             .leases(true)
     }
 
     async fn list(&self) -> Result<Vec<String>> {
+        let sessions = &self.c().sessions;
         let docs: Vec<Document> = self
-            .sessions
-            .find(doc! {})
-            .projection(doc! { "_id": 1 })
-            .sort(doc! { "_id": 1 })
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
-        let mut names = session_names(docs, &self.what(&self.sessions))?;
+            .inner
+            .call(Access::Read, async move {
+                Ok(sessions
+                    .find(doc! {})
+                    .projection(doc! { "_id": 1 })
+                    .sort(doc! { "_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await?)
+            })
+            .await?;
+        let what = self.inner.what(sessions);
+        let mut names = docs
+            .into_iter()
+            .map(|doc| match doc.get("_id") {
+                Some(Bson::String(name)) => Ok(name.clone()),
+                _ => Err(Error::corrupt(
+                    what.as_str(),
+                    "a session document's _id should be its name (a string)",
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The server sorts strings by its collation's rules for the binary
+        // comparison; sorting again costs little and does not depend on it.
         names.sort();
         Ok(names)
     }
 
     async fn exists(&self, session: &str) -> Result<bool> {
+        let sessions = &self.c().sessions;
         Ok(self
-            .sessions
-            .find_one(doc! { "_id": session })
-            .projection(doc! { "_id": 1 })
-            .await
-            .db()?
+            .inner
+            .call(Access::Read, async move {
+                Ok(sessions
+                    .find_one(doc! { "_id": session })
+                    .projection(doc! { "_id": 1 })
+                    .await?)
+            })
+            .await?
             .is_some())
     }
 
-    async fn create(&self, session: &str) -> Result<()> {
-        let now = now_ms();
-        let doc = codec::session_doc(session, &SessionData::default(), now, now, 0);
-        if self.transactions {
-            // One insert: a session's peers and files never outlive it,
-            // since delete removes them in the same transaction.
-            return match self.sessions.insert_one(doc).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_duplicate_key(&e) => Err(Error::session_exists(session)),
-                Err(e) => Err(db_error(e)),
-            };
-        }
-        atomically!(self, [session], |s| {
-            let existing = self
-                .sessions
-                .find_one(doc! { "_id": session })
-                .projection(doc! { "_id": 1 })
-                .session(&mut s)
-                .await?;
-            if existing.is_some() {
-                return Err(Fail::Store(Error::session_exists(session)));
-            }
-            // Without transactions a delete interrupted half-way may have
-            // left peers or files of a former session of this name behind.
-            self.peers
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            self.files
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            match self.sessions.insert_one(doc.clone()).session(&mut s).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_duplicate_key(&e) => Err(Fail::Store(Error::session_exists(session))),
-                Err(e) => Err(Fail::Db(e)),
-            }
-        })
-    }
-
     async fn delete(&self, session: &str) -> Result<bool> {
-        atomically!(self, [session], |s| {
-            let deleted = self
-                .sessions
-                .delete_one(doc! { "_id": session })
-                .session(&mut s)
-                .await?;
-            self.peers
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            self.files
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            Ok(deleted.deleted_count > 0)
-        })
-    }
-
-    async fn copy(&self, from: &str, to: &str, overwrite: bool) -> Result<()> {
-        atomically!(self, [from, to], |s| {
-            let Some(mut doc) = self
-                .sessions
-                .find_one(doc! { "_id": from })
-                .session(&mut s)
-                .await?
-            else {
-                return Err(Fail::Store(Error::session_not_found(from)));
-            };
-            if from == to {
-                return if overwrite {
-                    Ok(())
-                } else {
-                    Err(Fail::Store(Error::session_exists(to)))
-                };
-            }
-            let target = self
-                .sessions
-                .find_one(doc! { "_id": to })
-                .projection(doc! { field::REV: 1 })
-                .session(&mut s)
-                .await?;
-            if target.is_some() && !overwrite {
-                return Err(Fail::Store(Error::session_exists(to)));
-            }
-            let source = codec::decode_session(&doc, &self.session_what(from))?;
-            let now = now_ms();
-            let rev = match &target {
-                Some(t) => {
-                    Fields::new(t, self.session_what(to))
-                        .opt_i64(field::REV)?
-                        .unwrap_or(0)
-                        + 1
-                }
-                None => 0,
-            };
-            doc.insert(field::ID, to);
-            doc.insert(field::CREATED_AT, DateTime::from_millis(now));
-            doc.insert(
-                field::UPDATED_AT,
-                DateTime::from_millis(now.max(source.updated_at_ms)),
-            );
-            doc.insert(field::REV, rev);
-            self.peers
-                .delete_many(doc! { "session": to })
-                .session(&mut s)
-                .await?;
-            self.files
-                .delete_many(doc! { "session": to })
-                .session(&mut s)
-                .await?;
-            self.sessions
-                .replace_one(doc! { "_id": to }, doc)
-                .upsert(true)
-                .session(&mut s)
-                .await?;
-            for collection in [&self.peers, &self.files] {
-                let docs = Self::find_all(collection, &mut s, doc! { "session": from }, None, None)
-                    .await?;
-                let docs = docs
-                    .into_iter()
-                    .map(|mut doc| {
-                        doc.remove("_id");
-                        doc.insert("session", to);
-                        doc
-                    })
-                    .collect();
-                Self::insert_all(collection, &mut s, docs).await?;
-            }
-            Ok(())
-        })
-    }
-
-    async fn flush(&self) -> Result<()> {
-        Ok(())
+        self.writable()?;
+        let c = self.c();
+        self.inner
+            .unit(
+                Access::Write,
+                &[session],
+                step!(s, {
+                    // Contents first: a deletion without transactions that
+                    // is interrupted leaves the session, not orphans.
+                    delete_contents(c, &mut s, session).await?;
+                    let deleted = c
+                        .sessions
+                        .delete_one(doc! { "_id": session })
+                        .session(&mut s)
+                        .await?;
+                    Ok(deleted.deleted_count > 0)
+                }),
+            )
+            .await
     }
 
     async fn export(&self, session: &str) -> Result<SessionData> {
-        let (doc, peers, files) = atomically!(self, [session], |s| {
-            let Some(doc) = self
-                .sessions
-                .find_one(doc! { "_id": session })
-                .session(&mut s)
-                .await?
-            else {
-                return Err(Fail::Store(Error::session_not_found(session)));
-            };
-            let peers = Self::find_all(
-                &self.peers,
-                &mut s,
-                doc! { "session": session },
-                Some(doc! { "session": 1, "id": 1 }),
-                None,
+        let c = self.c();
+        let (doc, peers, files) = self
+            .inner
+            .unit(
+                Access::Read,
+                &[session],
+                step!(s, {
+                    let Some(doc) = c
+                        .sessions
+                        .find_one(doc! { "_id": session })
+                        .session(&mut s)
+                        .await?
+                    else {
+                        return Err(Fail::Store(Error::session_not_found(session)));
+                    };
+                    let peers = find_all(
+                        &c.peers,
+                        &mut s,
+                        doc! { field::SESSION: session },
+                        Some(doc! { field::SESSION: 1, "id": 1 }),
+                    )
+                    .await?;
+                    let files =
+                        find_all(&c.files, &mut s, doc! { field::SESSION: session }, None).await?;
+                    Ok((doc, peers, files))
+                }),
             )
             .await?;
-            let files =
-                Self::find_all(&self.files, &mut s, doc! { "session": session }, None, None)
-                    .await?;
-            Ok((doc, peers, files))
-        })?;
-        let stored = codec::decode_session(&doc, &self.session_what(session))?;
-        let files_what = self.what(&self.files);
+        let what = self.inner.session_what(session);
+        let header = codec::decode_header(&doc, &what)?;
+        let files_what = self.inner.what(&c.files);
         let mut data = SessionData {
-            home_dc: stored.home_dc,
-            dcs: stored.dcs,
-            self_user: stored.self_user,
-            api_id: stored.api_id,
-            test_mode: stored.test_mode,
-            takeout_id: stored.takeout_id,
-            update_state: stored.update_state,
+            home_dc: header.home_dc,
+            dcs: codec::decode_dcs_of(&doc, &what)?,
+            self_user: header.self_user,
+            api_id: header.api_id,
+            test_mode: header.test_mode,
+            takeout_id: header.takeout_id,
+            update_state: codec::decode_state_of(&doc, &what)?,
             peers: self.decode_peers(&peers)?,
             sent_files: files
                 .iter()
@@ -949,307 +504,249 @@ impl SessionStore for MongoStore {
         Ok(data)
     }
 
-    async fn import(&self, session: &str, data: &SessionData) -> Result<()> {
-        // The ownership rules decide which peer keeps a username or phone
-        // that several imported peers claim, exactly as a sequence of
-        // cache_peers calls would.
-        let mut table = PeerTable::default();
-        for peer in &data.peers {
-            table.upsert(peer);
-        }
-        atomically!(self, [session], |s| {
-            let existing = self
-                .sessions
-                .find_one(doc! { "_id": session })
-                .projection(doc! { field::CREATED_AT: 1, field::REV: 1 })
-                .session(&mut s)
-                .await?;
-            let now = now_ms();
-            let (created, rev) = match &existing {
-                Some(doc) => {
-                    let fields = Fields::new(doc, self.session_what(session));
-                    (
-                        fields.millis(field::CREATED_AT)?,
-                        fields.opt_i64(field::REV)?.unwrap_or(0) + 1,
-                    )
-                }
-                None => (now, 0),
-            };
-            self.peers
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            self.files
-                .delete_many(doc! { "session": session })
-                .session(&mut s)
-                .await?;
-            self.sessions
-                .replace_one(
-                    doc! { "_id": session },
-                    codec::session_doc(session, data, created, now, rev),
-                )
-                .upsert(true)
-                .session(&mut s)
-                .await?;
-            let peers = table
-                .iter()
-                .map(|peer| codec::peer_doc(session, peer))
-                .collect();
-            Self::insert_all(&self.peers, &mut s, peers).await?;
-            let files = data
-                .sent_files
-                .iter()
-                .map(|(key, file)| codec::file_doc(session, key, file))
-                .collect();
-            Self::insert_all(&self.files, &mut s, files).await?;
-            Ok(())
-        })
-    }
-
-    async fn home_dc(&self, session: &str) -> Result<i32> {
-        let doc = self
-            .session_fields(session, doc! { field::HOME_DC: 1 })
-            .await?;
-        Fields::new(&doc, self.session_what(session)).i32(field::HOME_DC)
-    }
-
-    async fn set_home_dc(&self, session: &str, dc_id: i32) -> Result<()> {
-        self.touch_session(session, doc! { field::HOME_DC: dc_id })
+    async fn import(
+        &self,
+        session: &str,
+        data: &SessionData,
+        mode: ImportMode,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.writable()?;
+        let c = self.c();
+        let what = self.inner.session_what(session);
+        let what = what.as_str();
+        self.inner
+            .unit(
+                Access::Write,
+                &[session],
+                step!(s, {
+                    let mut doc = codec::session_doc(session, data, now_ms, now_ms, 0);
+                    if mode == ImportMode::CreateOnly {
+                        // The insert decides: of two racing creations, the
+                        // second finds the first's document (or conflicts
+                        // with its transaction and, run again, finds it).
+                        match c.sessions.insert_one(doc).session(&mut s).await {
+                            Ok(_) => {}
+                            Err(e) if is_duplicate_key(&e) => {
+                                return Err(Fail::Store(Error::session_exists(session)));
+                            }
+                            Err(e) => return Err(Fail::Db(e)),
+                        }
+                        delete_contents(c, &mut s, session).await?;
+                    } else {
+                        let existing = c
+                            .sessions
+                            .find_one(doc! { "_id": session })
+                            .projection(times_projection())
+                            .session(&mut s)
+                            .await?;
+                        let (times, rev) = match &existing {
+                            Some(stored) => {
+                                let (times, rev) = stored_times(stored, what)?;
+                                (import_times(Some(times), now_ms), rev + 1)
+                            }
+                            None => (import_times(None, now_ms), 0),
+                        };
+                        set_times(&mut doc, times, rev);
+                        delete_contents(c, &mut s, session).await?;
+                        c.sessions
+                            .replace_one(doc! { "_id": session }, doc)
+                            .upsert(true)
+                            .session(&mut s)
+                            .await?;
+                    }
+                    let peers = data
+                        .peers
+                        .iter()
+                        .map(|peer| codec::peer_doc(session, peer))
+                        .collect();
+                    insert_all(&c.peers, &mut s, peers).await?;
+                    let files = data
+                        .sent_files
+                        .iter()
+                        .map(|(key, file)| codec::file_doc(session, key, file))
+                        .collect();
+                    insert_all(&c.files, &mut s, files).await?;
+                    Ok(())
+                }),
+            )
             .await
+    }
+
+    async fn copy(&self, from: &str, to: &str, overwrite: bool, now_ms: i64) -> Result<()> {
+        self.writable()?;
+        let c = self.c();
+        let what = self.inner.session_what(to);
+        let what = what.as_str();
+        self.inner
+            .unit(
+                Access::Write,
+                &[from, to],
+                step!(s, {
+                    let Some(mut doc) = c
+                        .sessions
+                        .find_one(doc! { "_id": from })
+                        .session(&mut s)
+                        .await?
+                    else {
+                        return Err(Fail::Store(Error::session_not_found(from)));
+                    };
+                    doc.insert(field::ID, to);
+                    if overwrite {
+                        let existing = c
+                            .sessions
+                            .find_one(doc! { "_id": to })
+                            .projection(times_projection())
+                            .session(&mut s)
+                            .await?;
+                        let (times, rev) = match &existing {
+                            Some(stored) => {
+                                let (times, rev) = stored_times(stored, what)?;
+                                (import_times(Some(times), now_ms), rev + 1)
+                            }
+                            None => (import_times(None, now_ms), 0),
+                        };
+                        set_times(&mut doc, times, rev);
+                        delete_contents(c, &mut s, to).await?;
+                        c.sessions
+                            .replace_one(doc! { "_id": to }, doc)
+                            .upsert(true)
+                            .session(&mut s)
+                            .await?;
+                    } else {
+                        set_times(&mut doc, import_times(None, now_ms), 0);
+                        match c.sessions.insert_one(doc).session(&mut s).await {
+                            Ok(_) => {}
+                            Err(e) if is_duplicate_key(&e) => {
+                                return Err(Fail::Store(Error::session_exists(to)));
+                            }
+                            Err(e) => return Err(Fail::Db(e)),
+                        }
+                        delete_contents(c, &mut s, to).await?;
+                    }
+                    copy_documents(&c.peers, &mut s, from, to).await?;
+                    copy_documents(&c.files, &mut s, from, to).await?;
+                    Ok(())
+                }),
+            )
+            .await
+    }
+
+    async fn header(&self, session: &str) -> Result<SessionHeader> {
+        let doc = self
+            .session_doc(session, doc! { field::DCS: 0, field::UPDATE_STATE: 0 })
+            .await?;
+        codec::decode_header(&doc, &self.inner.session_what(session))
+    }
+
+    async fn write_header(&self, session: &str, write: &HeaderWrite) -> Result<()> {
+        let mut set = Document::new();
+        if let Some(home_dc) = write.home_dc {
+            set.insert(field::HOME_DC, home_dc);
+        }
+        if let Some(user) = write.self_user {
+            set.insert(field::SELF_USER, codec::self_user_value(user));
+        }
+        if let Some(api_id) = write.api_id {
+            set.insert(field::API_ID, codec::opt_i32(api_id));
+        }
+        if let Some(test_mode) = write.test_mode {
+            set.insert(field::TEST_MODE, test_mode);
+        }
+        if let Some(takeout_id) = write.takeout_id {
+            set.insert(field::TAKEOUT_ID, codec::opt_i64(takeout_id));
+        }
+        let mut update =
+            doc! { "$max": { field::UPDATED_AT: DateTime::from_millis(write.updated_at_ms) } };
+        if !set.is_empty() {
+            update.insert("$set", set);
+        }
+        self.update_session(session, update).await
     }
 
     async fn dc_options(&self, session: &str) -> Result<Vec<DcOption>> {
-        let doc = self.session_fields(session, doc! { field::DCS: 1 }).await?;
-        let what = self.session_what(session);
-        match Fields::new(&doc, what.clone()).opt_doc(field::DCS)? {
-            None => Ok(Vec::new()),
-            Some(dcs) => codec::decode_dcs(dcs, &what),
-        }
+        let doc = self.session_doc(session, doc! { field::DCS: 1 }).await?;
+        codec::decode_dcs_of(&doc, &self.inner.session_what(session))
     }
 
-    async fn set_dc_option(&self, session: &str, dc: &DcOption) -> Result<()> {
-        let key = format!("{}.{}", field::DCS, dc.id);
-        self.touch_session(session, doc! { key: codec::dc_doc(dc) })
-            .await
-    }
-
-    async fn self_user(&self, session: &str) -> Result<Option<SelfUser>> {
-        let doc = self
-            .session_fields(session, doc! { field::SELF_USER: 1 })
-            .await?;
-        let what = self.session_what(session);
-        match Fields::new(&doc, what.clone()).opt_doc(field::SELF_USER)? {
-            None => Ok(None),
-            Some(user) => {
-                let fields = Fields::new(user, format!("{what}, self_user"));
-                Ok(Some(SelfUser {
-                    id: fields.i64("id")?,
-                    is_bot: fields.opt_bool("is_bot")?.unwrap_or(false),
-                }))
-            }
-        }
-    }
-
-    async fn set_self_user(&self, session: &str, user: Option<SelfUser>) -> Result<()> {
-        self.touch_session(
-            session,
-            doc! { field::SELF_USER: codec::self_user_value(user) },
-        )
-        .await
-    }
-
-    async fn metadata(&self, session: &str) -> Result<SessionMeta> {
-        let doc = self
-            .session_fields(
-                session,
-                doc! { field::API_ID: 1, field::TEST_MODE: 1, field::CREATED_AT: 1, field::UPDATED_AT: 1 },
-            )
-            .await?;
-        let fields = Fields::new(&doc, self.session_what(session));
-        Ok(SessionMeta {
-            api_id: fields.opt_i32(field::API_ID)?,
-            test_mode: fields.opt_bool(field::TEST_MODE)?.unwrap_or(false),
-            created_at_ms: fields.millis(field::CREATED_AT)?,
-            updated_at_ms: fields.millis(field::UPDATED_AT)?,
-        })
-    }
-
-    async fn set_metadata(
+    async fn write_dc_option(
         &self,
         session: &str,
-        api_id: Option<i32>,
-        test_mode: bool,
+        dc: &DcOption,
+        updated_at_ms: i64,
     ) -> Result<()> {
-        self.touch_session(
+        let key = format!("{}.{}", field::DCS, dc.id);
+        self.update_session(
             session,
-            doc! { field::API_ID: codec::opt_i32(api_id), field::TEST_MODE: test_mode },
+            doc! {
+                "$set": { key: codec::dc_doc(dc) },
+                "$max": { field::UPDATED_AT: DateTime::from_millis(updated_at_ms) },
+            },
         )
         .await
     }
 
-    async fn takeout_id(&self, session: &str) -> Result<Option<i64>> {
+    async fn home(&self, session: &str) -> Result<(SessionHeader, Vec<DcOption>)> {
         let doc = self
-            .session_fields(session, doc! { field::TAKEOUT_ID: 1 })
+            .session_doc(session, doc! { field::UPDATE_STATE: 0 })
             .await?;
-        Fields::new(&doc, self.session_what(session)).opt_i64(field::TAKEOUT_ID)
-    }
-
-    async fn set_takeout_id(&self, session: &str, takeout_id: Option<i64>) -> Result<()> {
-        self.touch_session(
-            session,
-            doc! { field::TAKEOUT_ID: codec::opt_i64(takeout_id) },
-        )
-        .await
+        let what = self.inner.session_what(session);
+        Ok((
+            codec::decode_header(&doc, &what)?,
+            codec::decode_dcs_of(&doc, &what)?,
+        ))
     }
 
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
         let doc = self
-            .session_fields(session, doc! { field::UPDATE_STATE: 1 })
+            .session_doc(session, doc! { field::UPDATE_STATE: 1 })
             .await?;
-        let what = self.session_what(session);
-        match Fields::new(&doc, what.clone()).opt_doc(field::UPDATE_STATE)? {
-            None => Ok(UpdateState::default()),
-            Some(state) => codec::decode_state(state, &what),
-        }
+        codec::decode_state_of(&doc, &self.inner.session_what(session))
     }
 
-    async fn set_update_state(&self, session: &str, change: &UpdateStateChange) -> Result<()> {
+    async fn write_update_state(&self, session: &str, write: &UpdateStateWrite) -> Result<()> {
         let state = field::UPDATE_STATE;
-        let update = match change {
-            UpdateStateChange::All(all) => doc! { "$set": { state: codec::state_doc(all) } },
-            UpdateStateChange::Primary { pts, date, seq } => doc! { "$set": {
-                format!("{state}.pts"): pts,
-                format!("{state}.date"): date,
-                format!("{state}.seq"): seq,
-            } },
-            UpdateStateChange::Secondary { qts } => {
-                doc! { "$set": { format!("{state}.qts"): qts } }
+        let mut set = Document::new();
+        let mut unset = Document::new();
+        for (name, value) in [
+            ("pts", write.pts),
+            ("qts", write.qts),
+            ("date", write.date),
+            ("seq", write.seq),
+        ] {
+            if let Some(value) = value {
+                set.insert(format!("{state}.{name}"), value);
             }
-            UpdateStateChange::Channel { id, pts } => {
-                doc! { "$set": { format!("{state}.channels.{id}"): pts } }
-            }
-            UpdateStateChange::RemoveChannel { id } => {
-                doc! { "$unset": { format!("{state}.channels.{id}"): "" } }
-            }
-        };
-        let result = self
-            .sessions
-            .update_one(doc! { "_id": session }, update)
-            .await
-            .db()?;
-        if result.matched_count == 0 {
-            return Err(Error::session_not_found(session));
         }
-        Ok(())
-    }
-
-    async fn cache_peers(&self, session: &str, peers: &[Peer]) -> Result<()> {
-        if peers.is_empty() {
+        match &write.channels {
+            ChannelsWrite::Keep => {}
+            ChannelsWrite::Replace(channels) => {
+                let table: Document = channels
+                    .iter()
+                    .map(|(id, pts)| (id.to_string(), Bson::Int32(*pts)))
+                    .collect();
+                set.insert(format!("{state}.channels"), table);
+            }
+            ChannelsWrite::Set { id, pts } => {
+                set.insert(format!("{state}.channels.{id}"), *pts);
+            }
+            ChannelsWrite::Remove { id } => {
+                unset.insert(format!("{state}.channels.{id}"), "");
+            }
+        }
+        let mut update = Document::new();
+        if !set.is_empty() {
+            update.insert("$set", set);
+        }
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        if update.is_empty() {
+            // Nothing to write; still a write to a session that must exist.
+            self.writable()?;
             return self.require(session).await;
         }
-        let ids: Vec<i64> = peers
-            .iter()
-            .map(|p| p.id.marked())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        atomically!(self, [session], |s| {
-            self.lock_session(&mut s, session).await?;
-            let mut stored = Vec::new();
-            for chunk in ids.chunks(IN_CHUNK) {
-                let filter = doc! { "session": session, "id": { "$in": chunk } };
-                stored.extend(Self::find_all(&self.peers, &mut s, filter, None, None).await?);
-            }
-            let stored = self.decode_peers(&stored)?;
-            // Merge in memory with the reference rules, starting from what
-            // is stored for these ids.
-            let mut table = PeerTable::default();
-            for peer in &stored {
-                table.upsert(peer);
-            }
-            for peer in peers {
-                table.upsert(peer);
-            }
-            let before: HashMap<PeerId, &Peer> = stored.iter().map(|p| (p.id, p)).collect();
-            let changed: Vec<&Peer> = table
-                .iter()
-                .filter(|peer| before.get(&peer.id).is_none_or(|old| *old != *peer))
-                .collect();
-            self.write_peers(&mut s, session, &changed).await?;
-            // Usernames and phones now belong to the peers of this batch:
-            // take them from every other peer of the session. A key or phone
-            // that a peer of the batch already held before is held by no one
-            // else (each one has a single owner), so only new claims are
-            // looked up, and re-caching known peers costs no query here.
-            let mut keys = BTreeSet::new();
-            let mut phones = BTreeSet::new();
-            for peer in table.iter() {
-                let old = before.get(&peer.id);
-                let old_keys = old.map(|p| p.username_keys()).unwrap_or_default();
-                keys.extend(
-                    peer.username_keys()
-                        .into_iter()
-                        .filter(|k| !old_keys.contains(k)),
-                );
-                if let Some(phone) = &peer.phone
-                    && old.and_then(|p| p.phone.as_ref()) != Some(phone)
-                {
-                    phones.insert(phone.clone());
-                }
-            }
-            let keys: Vec<String> = keys.into_iter().collect();
-            let phones: Vec<String> = phones.into_iter().collect();
-            let batch: BTreeSet<i64> = ids.iter().copied().collect();
-            let mut lost_keys = BTreeSet::new();
-            let mut key_losers = BTreeSet::new();
-            for chunk in keys.chunks(IN_CHUNK) {
-                let filter = doc! { "session": session, "usernames.key": { "$in": chunk } };
-                for doc in Self::find_all(&self.peers, &mut s, filter, None, None).await? {
-                    let peer = codec::decode_peer(&doc, self.peers.name())?;
-                    if !batch.contains(&peer.id.marked()) {
-                        key_losers.insert(peer.id.marked());
-                        lost_keys.extend(
-                            peer.username_keys()
-                                .into_iter()
-                                .filter(|k| keys.binary_search(k).is_ok()),
-                        );
-                    }
-                }
-            }
-            if !key_losers.is_empty() {
-                let losers: Vec<i64> = key_losers.into_iter().collect();
-                let lost: Vec<String> = lost_keys.into_iter().collect();
-                self.peers
-                    .update_many(
-                        doc! { "session": session, "id": { "$in": losers } },
-                        doc! { "$pull": { "usernames": { "key": { "$in": lost } } } },
-                    )
-                    .session(&mut s)
-                    .await?;
-            }
-            let mut phone_losers = BTreeSet::new();
-            for chunk in phones.chunks(IN_CHUNK) {
-                let filter = doc! { "session": session, "phone": { "$in": chunk } };
-                let projection = Some(doc! { "id": 1 });
-                for doc in Self::find_all(&self.peers, &mut s, filter, None, projection).await? {
-                    let id = Fields::new(&doc, self.what(&self.peers)).i64("id")?;
-                    if !batch.contains(&id) {
-                        phone_losers.insert(id);
-                    }
-                }
-            }
-            if !phone_losers.is_empty() {
-                let losers: Vec<i64> = phone_losers.into_iter().collect();
-                self.peers
-                    .update_many(
-                        doc! { "session": session, "id": { "$in": losers } },
-                        doc! { "$unset": { "phone": "" } },
-                    )
-                    .session(&mut s)
-                    .await?;
-            }
-            Ok(())
-        })
+        self.update_session(session, update).await
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
@@ -1257,27 +754,29 @@ impl SessionStore for MongoStore {
             self.require(session).await?;
             return Ok(Vec::new());
         }
-        let unique: BTreeSet<i64> = ids.iter().map(|id| id.marked()).collect();
-        let unique: Vec<i64> = unique.into_iter().collect();
-        let mut docs: Vec<Document> = Vec::with_capacity(unique.len());
-        if let [one] = unique.as_slice() {
-            // The usual lookup: one id, one document, no cursor.
-            let filter = doc! { "session": session, "id": one };
-            docs.extend(self.peers.find_one(filter).await.db()?);
-        } else {
-            for chunk in unique.chunks(IN_CHUNK) {
-                let filter = doc! { "session": session, "id": { "$in": chunk } };
-                let found: Vec<Document> = self
-                    .peers
-                    .find(filter)
-                    .await
-                    .db()?
-                    .try_collect()
-                    .await
-                    .db()?;
-                docs.extend(found);
-            }
-        }
+        let mut unique: Vec<i64> = ids.iter().map(|id| id.marked()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let peers = &self.c().peers;
+        let unique = &unique;
+        let docs: Vec<Document> = self
+            .inner
+            .call(Access::Read, async move {
+                let mut docs = Vec::with_capacity(unique.len());
+                if let [one] = unique.as_slice() {
+                    // The usual lookup: one id, one document, no cursor.
+                    let filter = doc! { field::SESSION: session, "id": one };
+                    docs.extend(peers.find_one(filter).await?);
+                } else {
+                    for chunk in unique.chunks(IN_CHUNK) {
+                        let filter = doc! { field::SESSION: session, "id": { "$in": chunk } };
+                        let found: Vec<Document> = peers.find(filter).await?.try_collect().await?;
+                        docs.extend(found);
+                    }
+                }
+                Ok(docs)
+            })
+            .await?;
         if docs.len() < unique.len() {
             self.require(session).await?;
         }
@@ -1289,61 +788,61 @@ impl SessionStore for MongoStore {
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 
-    async fn peer_by_username(&self, session: &str, username: &str) -> Result<Option<Peer>> {
-        let key = normalize_username(username);
-        if !key.is_empty()
-            && let Some(doc) = self
-                .peers
-                .find_one(doc! { "session": session, "usernames.key": &key })
-                .await
-                .db()?
-        {
-            return Ok(Some(codec::decode_peer(&doc, self.peers.name())?));
-        }
-        self.require(session).await?;
-        Ok(None)
+    async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
+        self.peer_by(
+            session,
+            doc! { field::SESSION: session, "usernames.key": key },
+        )
+        .await
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
-        if let Ok(digits) = normalize_phone(phone)
-            && let Some(doc) = self
-                .peers
-                .find_one(doc! { "session": session, "phone": &digits })
-                .await
-                .db()?
-        {
-            return Ok(Some(codec::decode_peer(&doc, self.peers.name())?));
-        }
-        self.require(session).await?;
-        Ok(None)
+        self.peer_by(session, doc! { field::SESSION: session, "phone": phone })
+            .await
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
+        let peers = &self.c().peers;
         let count = self
-            .peers
-            .count_documents(doc! { "session": session })
-            .await
-            .db()?;
+            .inner
+            .call(Access::Read, async move {
+                Ok(peers
+                    .count_documents(doc! { field::SESSION: session })
+                    .await?)
+            })
+            .await?;
         if count == 0 {
             self.require(session).await?;
         }
         Ok(count)
     }
 
-    async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
-        if let Some(doc) = self
-            .files
-            .find_one(codec::file_filter(session, key))
-            .await
-            .db()?
-        {
-            return Ok(Some(codec::decode_file_value(
-                &doc,
-                &self.what(&self.files),
-            )?));
+    async fn cache_peers(&self, session: &str, batch: &PeerBatch) -> Result<()> {
+        self.writable()?;
+        if batch.is_empty() {
+            return self.require(session).await;
         }
-        self.require(session).await?;
-        Ok(None)
+        crate::peers::cache_peers(&self.inner, session, batch).await
+    }
+
+    async fn sent_file(&self, session: &str, key: &SentFileKey) -> Result<Option<SentFile>> {
+        let files = &self.c().files;
+        let found = self
+            .inner
+            .call(Access::Read, async move {
+                Ok(files.find_one(codec::file_filter(session, key)).await?)
+            })
+            .await?;
+        match found {
+            Some(doc) => Ok(Some(codec::decode_file_value(
+                &doc,
+                &self.inner.what(files),
+            )?)),
+            None => {
+                self.require(session).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn cache_sent_file(
@@ -1352,85 +851,128 @@ impl SessionStore for MongoStore {
         key: &SentFileKey,
         file: &SentFile,
     ) -> Result<()> {
-        atomically!(self, [session], |s| {
-            self.lock_session(&mut s, session).await?;
-            self.files
-                .update_one(
-                    codec::file_filter(session, key),
-                    doc! { "$set": { "file_id": file.id, "hash": file.access_hash } },
-                )
-                .upsert(true)
-                .session(&mut s)
+        self.writable()?;
+        let c = self.c();
+        self.inner
+            .unit(
+                Access::Write,
+                &[session],
+                step!(s, {
+                    bump(&c.sessions, &mut s, session).await?;
+                    c.files
+                        .update_one(
+                            codec::file_filter(session, key),
+                            doc! { "$set": { "file_id": file.id, "hash": file.access_hash } },
+                        )
+                        .upsert(true)
+                        .session(&mut s)
+                        .await?;
+                    Ok(())
+                }),
+            )
+            .await
+    }
+
+    async fn acquire_lease(&self, session: &str, request: &LeaseRequest) -> Result<LeaseInfo> {
+        self.writable()?;
+        let leases = &self.c().leases;
+        let what = self.inner.what(leases);
+        let started = Instant::now();
+        for _ in 0..LEASE_ATTEMPTS {
+            let current = self
+                .inner
+                .call(Access::Read, async move {
+                    Ok(leases.find_one(doc! { "_id": session }).await?)
+                })
                 .await?;
-            Ok(())
+            let current = current
+                .map(|doc| parse_lease(&doc, session, &what))
+                .transpose()?;
+            let granted = request.decide(session, current.as_ref().map(|(lease, _)| lease))?;
+            let value = doc! {
+                "owner": granted.owner.as_str(),
+                "expires_at": DateTime::from_millis(granted.expires_at_ms),
+            };
+            let stored = self
+                .inner
+                .call(Access::Write, async move {
+                    match current {
+                        None => {
+                            let mut lease = value;
+                            lease.insert("_id", session);
+                            match leases.insert_one(lease).await {
+                                Ok(_) => Ok(true),
+                                Err(e) if is_duplicate_key(&e) => Ok(false),
+                                Err(e) => Err(Fail::Db(e)),
+                            }
+                        }
+                        Some((lease, expires)) => Ok(leases
+                            .update_one(
+                                doc! {
+                                    "_id": session,
+                                    "owner": lease.owner.as_str(),
+                                    "expires_at": expires,
+                                },
+                                doc! { "$set": value },
+                            )
+                            .await?
+                            .matched_count
+                            == 1),
+                    }
+                })
+                .await?;
+            if stored {
+                return Ok(granted);
+            }
+        }
+        Err(Error::Busy {
+            what: format!("the lease of mongo session {session:?}"),
+            waited: started.elapsed(),
+            source: None,
         })
     }
 
-    async fn acquire_lease(&self, session: &str, owner: &str, ttl: Duration) -> Result<LeaseInfo> {
-        validate_lease(owner, ttl)?;
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut backoff = Backoff::new();
-        loop {
-            let now = now_ms();
-            let expires = now.saturating_add(ttl_ms);
-            let result = self
-                .leases
-                .find_one_and_update(
-                    doc! {
-                        "_id": session,
-                        "$or": [ { "owner": owner }, { "expires_at": { "$lte": DateTime::from_millis(now) } } ],
-                    },
-                    doc! { "$set": { "owner": owner, "expires_at": DateTime::from_millis(expires) } },
-                )
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-                .await;
-            match result {
-                Ok(_) => {
-                    return Ok(LeaseInfo {
-                        session: session.to_owned(),
-                        owner: owner.to_owned(),
-                        expires_at_ms: expires,
-                    });
-                }
-                // The filter missed because another owner holds a live
-                // lease, and the upsert then collided with its document.
-                Err(e) if is_duplicate_key(&e) => {
-                    let current = self.leases.find_one(doc! { "_id": session }).await.db()?;
-                    if let Some(current) = current {
-                        let fields = Fields::new(&current, self.what(&self.leases));
-                        let holder = fields.str("owner")?;
-                        let until = fields.millis("expires_at")?;
-                        if holder != owner && until > now_ms() {
-                            return Err(Error::LeaseHeld {
-                                session: session.to_owned(),
-                                owner: holder.to_owned(),
-                                until_ms: until,
-                            });
-                        }
-                    }
-                    // It expired or was released in the meantime: try again.
-                    if !backoff.wait().await {
-                        return Err(db_error(e));
-                    }
-                }
-                Err(e) => return Err(db_error(e)),
+    async fn release_lease(&self, session: &str, owner: &str, now_ms: i64) -> Result<bool> {
+        self.writable()?;
+        let leases = &self.c().leases;
+        let what = self.inner.what(leases);
+        let started = Instant::now();
+        for _ in 0..LEASE_ATTEMPTS {
+            let current = self
+                .inner
+                .call(Access::Read, async move {
+                    Ok(leases.find_one(doc! { "_id": session }).await?)
+                })
+                .await?;
+            let current = current
+                .map(|doc| parse_lease(&doc, session, &what))
+                .transpose()?;
+            let (remove, was_live) =
+                decide_release(current.as_ref().map(|(lease, _)| lease), owner, now_ms);
+            let Some((lease, expires)) = current.filter(|_| remove) else {
+                return Ok(was_live);
+            };
+            let deleted = self
+                .inner
+                .call(Access::Write, async move {
+                    Ok(leases
+                        .delete_one(doc! {
+                            "_id": session,
+                            "owner": lease.owner.as_str(),
+                            "expires_at": expires,
+                        })
+                        .await?
+                        .deleted_count)
+                })
+                .await?;
+            if deleted == 1 {
+                return Ok(was_live);
             }
         }
-    }
-
-    async fn release_lease(&self, session: &str, owner: &str) -> Result<bool> {
-        let removed = self
-            .leases
-            .find_one_and_delete(doc! { "_id": session, "owner": owner })
-            .await
-            .db()?;
-        match removed {
-            None => Ok(false),
-            Some(doc) => {
-                let until = Fields::new(&doc, self.what(&self.leases)).millis("expires_at")?;
-                Ok(until > now_ms())
-            }
-        }
+        Err(Error::Busy {
+            what: format!("the lease of mongo session {session:?}"),
+            waited: started.elapsed(),
+            source: None,
+        })
     }
 }
