@@ -1,9 +1,14 @@
-//! Project automation: `cargo xtask test-all`, `cargo xtask bench`, `cargo xtask services`.
+//! Project automation: `cargo xtask test-all`, `cargo xtask bench`, `cargo xtask fuzz`,
+//! `cargo xtask services`.
 //!
-//! Only the standard library is used, so the xtask builds in seconds.
+//! Besides the standard library it uses only serde_json (to read cargo's
+//! build messages), so the xtask builds in seconds.
 
+mod bench;
+mod fuzz;
 mod services;
 mod testrun;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -16,6 +21,14 @@ commands:
              backend ran no conformance test or any test failed
   bench      start the services and run every backend's criterion benchmarks
              (extra arguments go to `cargo bench`, e.g. `-- --quick`)
+  bench --compare [--backends a,b] [--repeat N] [--peers N] [--open-peers N]
+             measure every store beside its raw engine doing the same work in
+             one run; writes docs/bench/RESULTS.md and docs/bench/ratios.svg
+  fuzz [--seconds N] [--target NAME]... [-- LIBFUZZER-FLAGS]
+             install cargo-fuzz (pinned) into target/tools if missing, build
+             the fuzz targets of fuzz/, seed them from fixtures/, run each for
+             N seconds (default 60); fails when one crashes, saving the input
+             under fuzz/artifacts/TARGET/
   services   start (or install) the test services, print the environment
              variables that point at them, and keep them running until Ctrl-C
 ";
@@ -24,7 +37,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test-all") => testrun::test_all(&args[1..]),
-        Some("bench") => testrun::bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("services") => services::serve_forever(),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

@@ -20,17 +20,96 @@ pub(crate) struct Services {
     /// Variables to set for test processes.
     pub(crate) env: Vec<(String, String)>,
     children: Vec<(String, Child)>,
+    /// Services that were running before this run (left running at the end).
+    found: Vec<String>,
+    /// The SecantusDB program, when this run started the shared MongoDB-wire
+    /// server itself: the test binaries that use MongoDB then get a private
+    /// server each (see [`PrivateMongo`]).
+    pub(crate) private_mongo: Option<PathBuf>,
+}
+
+/// A SecantusDB process serving one test binary alone, stopped on drop.
+///
+/// SecantusDB is one Python process: test binaries that share one server
+/// compete for its interpreter, and a binary whose concurrency tests keep it
+/// busy can leave another binary's driver without a heartbeat answer for
+/// seconds. A server per binary keeps their load apart, and a server that
+/// stops answering fails only the binary it served.
+pub(crate) struct PrivateMongo {
+    child: Child,
+    /// The URL the binary's tests use.
+    pub(crate) url: String,
+    /// The server's stderr.
+    pub(crate) log: PathBuf,
+}
+
+impl PrivateMongo {
+    /// Starts `server` on a free loopback port, logging to `log`.
+    pub(crate) fn start(server: &Path, log: PathBuf) -> Result<PrivateMongo, String> {
+        let port = free_port()?;
+        let file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let child = Command::new(server)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--storage-path", ":memory:"])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("could not start {}: {e}", server.display()))?;
+        let mut private = PrivateMongo {
+            child,
+            url: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            log,
+        };
+        wait_until_answers("127.0.0.1", port, "SecantusDB", Duration::from_secs(60))?;
+        if let Ok(Some(status)) = private.child.try_wait() {
+            return Err(format!("SecantusDB exited at start with {status}"));
+        }
+        Ok(private)
+    }
+
+    /// The process id, for the report.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `lines` lines the server wrote to its log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Services {
     fn drop(&mut self) {
+        let mut stopped = Vec::new();
         for (name, child) in &mut self.children {
-            println!(
-                "xtask: stopping {name} (pid {}) that this run started",
-                child.id()
-            );
+            let pid = child.id();
             let _ = child.kill();
             let _ = child.wait();
+            stopped.push(format!("{name} (pid {pid})"));
+        }
+        if stopped.is_empty() {
+            println!("xtask: stopped nothing: this run started no server");
+        } else {
+            println!(
+                "xtask: stopped the servers this run started: {}",
+                stopped.join(", ")
+            );
+        }
+        if !self.found.is_empty() {
+            println!(
+                "xtask: left running (system services, or not started by this run): {}",
+                self.found.join(", ")
+            );
         }
     }
 }
@@ -160,6 +239,8 @@ impl Services {
         let mut services = Services {
             env: Vec::new(),
             children: Vec::new(),
+            found: Vec::new(),
+            private_mongo: None,
         };
         services.redis()?;
         services.postgres()?;
@@ -196,6 +277,7 @@ impl Services {
                 Duration::from_secs(5),
             )?;
             say(&format!("{name}: using {var} ({host}:{port})"));
+            self.found.push(format!("{name} at {host}:{port}"));
             return Ok(true);
         }
         if answers("127.0.0.1", default_port) {
@@ -203,6 +285,8 @@ impl Services {
                 "{name}: using the server at 127.0.0.1:{default_port}"
             ));
             self.set(var, default_url);
+            self.found
+                .push(format!("{name} at 127.0.0.1:{default_port}"));
             return Ok(true);
         }
         Ok(false)
@@ -266,6 +350,9 @@ impl Services {
             "start",
         ]))?;
         wait_until_answers("127.0.0.1", 5432, "PostgreSQL", Duration::from_secs(60))?;
+        self.found.push(format!(
+            "postgres cluster {version}/main (started by this run as a system service)"
+        ));
         if fresh_install {
             // A fresh Debian cluster asks TCP clients for a password: give the
             // postgres role one and create the test database.
@@ -311,6 +398,8 @@ impl Services {
             .args(["--start", "--oknodo", "--background", "--exec"])
             .arg(&daemon))?;
         wait_until_answers("127.0.0.1", 3306, "MariaDB", Duration::from_secs(60))?;
+        self.found
+            .push("mariadbd (started by this run as a system service)".to_owned());
         if fresh_install {
             // A fresh MariaDB authenticates root by socket only: add a TCP user.
             let sql = "CREATE DATABASE IF NOT EXISTS test; \
@@ -327,16 +416,16 @@ impl Services {
         Ok(())
     }
 
-    fn mongo(&mut self) -> Result<(), String> {
-        const VAR: &str = "MTSESSION_TEST_MONGO_URL";
-        if self.use_running(
-            VAR,
-            "mongo",
-            "MongoDB",
-            27017,
-            "mongodb://127.0.0.1:27017".into(),
-        )? {
-            return Ok(());
+    /// Installs SecantusDB into target/secantus-venv when missing and
+    /// returns its server program. The mongo outage tests start private
+    /// servers from it (`MTSESSION_SECANTUSD`), so it is installed even
+    /// when a running MongoDB serves the shared tests.
+    fn secantus(&mut self) -> Result<PathBuf, String> {
+        const VAR: &str = "MTSESSION_SECANTUSD";
+        if let Some(path) = std::env::var_os(VAR).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            self.set(VAR, path.display().to_string());
+            return Ok(path);
         }
         let venv = target_dir().join("secantus-venv");
         let server = venv.join("bin").join("secantusd-py");
@@ -353,6 +442,22 @@ impl Services {
                 "--disable-pip-version-check",
                 SECANTUS,
             ]))?;
+        }
+        self.set(VAR, server.display().to_string());
+        Ok(server)
+    }
+
+    fn mongo(&mut self) -> Result<(), String> {
+        const VAR: &str = "MTSESSION_TEST_MONGO_URL";
+        let server = self.secantus()?;
+        if self.use_running(
+            VAR,
+            "mongo",
+            "MongoDB",
+            27017,
+            "mongodb://127.0.0.1:27017".into(),
+        )? {
+            return Ok(());
         }
         let port = free_port()?;
         let log = std::fs::File::create(target_dir().join("secantus.log"))
@@ -376,6 +481,7 @@ impl Services {
         ));
         self.children.push(("SecantusDB".into(), child));
         wait_until_answers("127.0.0.1", port, "SecantusDB", Duration::from_secs(60))?;
+        self.private_mongo = Some(server);
         self.set(
             VAR,
             format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
@@ -391,9 +497,17 @@ pub(crate) fn serve_forever() -> Result<(), String> {
         println!("export {var}='{value}'");
     }
     println!("xtask: services are up; press Ctrl-C to stop the ones this run started");
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
     }
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("xtask: Ctrl-C received");
+    drop(services);
+    Ok(())
 }
 
 #[cfg(test)]
