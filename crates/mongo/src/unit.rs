@@ -178,12 +178,16 @@ impl Inner {
     /// every attempt and lapsing after [`CLAIM_TTL`]): while a claim of
     /// another writer is live, nobody else takes the free lock, so a writer
     /// that releases the lock and asks for it again at once cannot keep the
-    /// waiting ones out.
+    /// waiting ones out. A claim records when its writer began to wait
+    /// (`next_since`), and a writer that has waited longer takes the claim
+    /// over: among several waiting writers the one that came first goes
+    /// next, so none of them waits for more than the writers ahead of it.
     async fn lock_session(&self, session: &str) -> Result<ObjectId> {
         let token = ObjectId::new();
         let ttl_ms = i64::try_from(LOCK_TTL.as_millis()).unwrap_or(i64::MAX);
         let claim_ms = i64::try_from(CLAIM_TTL.as_millis()).unwrap_or(i64::MAX);
         let started = Instant::now();
+        let waiting_since = now_ms();
         let mut backoff = Backoff::new();
         loop {
             let locks = &self.collections.locks;
@@ -201,7 +205,7 @@ impl Inner {
                             doc! {
                                 "_id": session,
                                 "expires_at": { "$lte": now },
-                                "$and": [mine_or_none.clone()],
+                                "$and": [mine_or_none],
                             },
                             doc! {
                                 "$set": {
@@ -210,7 +214,7 @@ impl Inner {
                                         now.timestamp_millis().saturating_add(ttl_ms),
                                     ),
                                 },
-                                "$unset": { "next": "", "next_until": "" },
+                                "$unset": { "next": "", "next_until": "", "next_since": "" },
                             },
                         )
                         .upsert(true)
@@ -222,11 +226,18 @@ impl Inner {
                         Err(e) => return Err(Fail::Db(e)),
                     }
                     if claim {
+                        let mine_none_or_newer = doc! { "$or": [
+                            { "next": Bson::Null },
+                            { "next": token },
+                            { "next_until": { "$lte": now } },
+                            { "next_since": { "$gt": waiting_since } },
+                        ] };
                         locks
                             .update_one(
-                                doc! { "_id": session, "$and": [mine_or_none] },
+                                doc! { "_id": session, "$and": [mine_none_or_newer] },
                                 doc! { "$set": {
                                     "next": token,
+                                    "next_since": waiting_since,
                                     "next_until": DateTime::from_millis(
                                         now.timestamp_millis().saturating_add(claim_ms),
                                     ),

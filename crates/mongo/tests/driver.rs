@@ -149,10 +149,12 @@ async fn unknown_and_malformed_options_are_refused() {
 #[tokio::test]
 async fn engine_options_pass_through() {
     with_database(|db| async move {
+        // The test URL carries serverSelectionTimeoutMS already (see
+        // common::url), and the driver refuses a repeated option.
         let url = url_with(
             &db,
             "appName=tests&w=majority&journal=true&retryReads=true&maxPoolSize=4\
-             &serverSelectionTimeoutMS=5000&connectTimeoutMS=5000&response_timeout_ms=20000",
+             &localThresholdMS=20&connectTimeoutMS=5000&response_timeout_ms=20000",
         );
         let store = open(&url, OpenMode::Create).await.expect("open");
         let session = store.open("s").await.expect("create");

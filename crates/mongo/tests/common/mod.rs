@@ -44,7 +44,10 @@ pub fn url() -> String {
     let mut url = configured_url();
     for (option, value) in [
         ("retrywrites=", "retryWrites=false"),
-        ("serverselectiontimeoutms=", "serverSelectionTimeoutMS=30000"),
+        (
+            "serverselectiontimeoutms=",
+            "serverSelectionTimeoutMS=30000",
+        ),
     ] {
         if url.to_ascii_lowercase().contains(option) {
             continue;
