@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cases;
 mod harness;
 mod macros;
+pub mod process;
 pub mod support;
 
 pub use harness::{

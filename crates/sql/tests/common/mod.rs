@@ -2,7 +2,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod child;
+/// Child processes for the fault suite: the conformance crate's helpers.
+pub mod child {
+    #[allow(unused_imports)]
+    pub use session_conformance::process::*;
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
