@@ -137,6 +137,11 @@ fn main() {
                 failures.push(format!("{backend}: {e}"));
             }
         }
+        // Written after every backend, so that a run stopped during a slow
+        // one keeps what the others measured.
+        if let Err(e) = report::write(&config, &measures, started.elapsed()) {
+            eprintln!("mtsession-bench: cannot write the report: {e}");
+        }
     }
     let elapsed = started.elapsed();
     if let Err(e) = report::write(&config, &measures, elapsed) {
