@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cases;
 mod harness;
 mod macros;
+pub mod outage;
 pub mod process;
 pub mod support;
 

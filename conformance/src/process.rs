@@ -343,11 +343,29 @@ impl Rng {
         (Rng::new(seed), seed)
     }
 
+    /// A generator seeded from the variable `var` when it holds a number,
+    /// from the clock otherwise; prints `VAR=seed` so that a failing run can
+    /// be replayed with that variable.
+    pub fn from_env(var: &str) -> Self {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| Rng::from_time().1);
+        eprintln!("{var}={seed}");
+        Rng::new(seed)
+    }
+
     /// A number below `n` (0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
+    }
+
+    /// A duration of `from` milliseconds or more, below `to` (`from` when
+    /// `to` is not above it).
+    pub fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to.saturating_sub(from)))
     }
 }

@@ -20,11 +20,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use session_conformance::outage::{assert_all_there, file_key, user, write_one};
+use session_conformance::process::Rng;
 use session_core::{
-    Error, ErrorKind, FileKind, Peer, PeerId, PeerKind, SentFile, SentFileKey, SessionData, Store,
-    UpdateStateChange,
+    Error, ErrorKind, Peer, PeerKind, SentFile, SessionData, Store, UpdateStateChange,
 };
 use session_mongo::MongoStore;
 
@@ -65,20 +66,6 @@ async fn durable_server() -> TestServer {
     let mut server = TestServer::start(Storage::Durable, &[]);
     server.provision_user(USER, PASSWORD).await;
     server
-}
-
-fn user(id: i64) -> PeerId {
-    PeerId::user(id).expect("a positive id")
-}
-
-fn file_key(n: i64) -> SentFileKey {
-    let mut md5 = [0u8; 16];
-    md5[..8].copy_from_slice(&n.to_be_bytes());
-    SentFileKey {
-        md5,
-        size: n,
-        kind: FileKind::Document,
-    }
 }
 
 /// Runs one call of the outage, checking its error's kind, its time and
@@ -386,23 +373,6 @@ async fn outage_open_while_the_server_is_down_is_unavailable_then_works() {
     store.create("x").await.expect("create");
 }
 
-/// A small generator for the kill moments (seeded from the clock; the seed
-/// is printed so a failure can be replayed with `OUTAGE_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.next() % (to - from))
-    }
-}
-
 /// A writer keeps writing (update state, peers, sent files) through one
 /// store while the server is killed and restarted at random moments. Every
 /// write the store acknowledged must be there at the end; every failure is
@@ -413,18 +383,7 @@ async fn outage_kills_at_random_moments_lose_no_acknowledged_write() {
     else {
         return;
     };
-    let seed = std::env::var("OUTAGE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
-    eprintln!("OUTAGE_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("OUTAGE_SEED");
     let mut server = durable_server().await;
     let store = open(&server).await;
     store.create("w").await.expect("create");
@@ -440,33 +399,7 @@ async fn outage_kills_at_random_moments_lose_no_acknowledged_write() {
             while !*stop_rx.borrow() {
                 n += 1;
                 let started = Instant::now();
-                let result = match n % 3 {
-                    0 => {
-                        session
-                            .set_update_state(UpdateStateChange::Channel {
-                                id: n,
-                                pts: i32::try_from(n).unwrap_or(i32::MAX),
-                            })
-                            .await
-                    }
-                    1 => {
-                        session
-                            .cache_peers(&[Peer::new(user(n)).with_username(format!("w{n}"))])
-                            .await
-                    }
-                    _ => {
-                        session
-                            .cache_sent_file(
-                                &file_key(n),
-                                &SentFile {
-                                    id: n,
-                                    access_hash: -n,
-                                },
-                            )
-                            .await
-                    }
-                };
-                match result {
+                match write_one(&session, n).await {
                     Ok(()) => acknowledged.push((n, Instant::now())),
                     Err(err) => {
                         let took = started.elapsed();
@@ -517,24 +450,6 @@ async fn outage_kills_at_random_moments_lose_no_acknowledged_write() {
     let fresh = open(&server).await;
     for reader in [&store, &fresh] {
         let session = reader.session("w").expect("name");
-        let state = session.update_state().await.expect("state");
-        let data = session.export().await.expect("export");
-        for &(n, _) in &acknowledged {
-            match n % 3 {
-                0 => assert_eq!(
-                    state.channels.get(&n).copied(),
-                    Some(i32::try_from(n).unwrap_or(i32::MAX)),
-                    "acknowledged channel write {n} lost"
-                ),
-                1 => assert!(
-                    data.peers.iter().any(|p| p.id == user(n)),
-                    "acknowledged peer write {n} lost"
-                ),
-                _ => assert!(
-                    data.sent_files.iter().any(|(k, _)| *k == file_key(n)),
-                    "acknowledged sent-file write {n} lost"
-                ),
-            }
-        }
+        assert_all_there(&session, acknowledged.iter().map(|&(n, _)| n)).await;
     }
 }

@@ -24,11 +24,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use session_conformance::outage::{assert_all_there, file_key, shown, user, write_one};
+use session_conformance::process::Rng;
 use session_core::{
-    Error, ErrorKind, FileKind, Peer, PeerId, PeerKind, SentFile, SentFileKey, SessionData, Store,
-    UpdateStateChange,
+    Error, ErrorKind, Peer, PeerKind, SentFile, SessionData, Store, UpdateStateChange,
 };
 use session_sql::{SqlStore, SqlStoreBuilder};
 
@@ -55,31 +56,6 @@ fn builder(server: &TestServer) -> SqlStoreBuilder {
 
 async fn open(server: &TestServer) -> Store {
     Store::new(builder(server).open().await.expect("open the store"))
-}
-
-fn user(id: i64) -> PeerId {
-    PeerId::user(id).expect("a positive id")
-}
-
-fn file_key(n: i64) -> SentFileKey {
-    let mut md5 = [0u8; 16];
-    md5[..8].copy_from_slice(&n.to_be_bytes());
-    SentFileKey {
-        md5,
-        size: n,
-        kind: FileKind::Document,
-    }
-}
-
-/// Everything an error shows: its text, Debug and every source.
-fn shown(err: &Error) -> String {
-    let mut text = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// Checks one failure of the outage: its kind, its time, that it hides the
@@ -322,57 +298,6 @@ async fn write_stream(
     all
 }
 
-/// Write number `n`: one of three kinds, by `n % 3`.
-async fn write_one(s: &session_core::Session, n: i64) -> session_core::Result<()> {
-    match n.rem_euclid(3) {
-        0 => {
-            s.set_update_state(UpdateStateChange::Channel {
-                id: n,
-                pts: i32::try_from(n).unwrap_or(i32::MAX),
-            })
-            .await
-        }
-        1 => {
-            s.cache_peers(&[Peer::new(user(n)).with_username(format!("w{n}"))])
-                .await
-        }
-        _ => {
-            s.cache_sent_file(
-                &file_key(n),
-                &SentFile {
-                    id: n,
-                    access_hash: -n,
-                },
-            )
-            .await
-        }
-    }
-}
-
-/// Every acknowledged write of `session` is there, read through `store`.
-async fn assert_all_there(store: &Store, session: &str, acknowledged: &[i64]) {
-    let s = store.session(session).expect("name");
-    let state = s.update_state().await.expect("state");
-    let data = s.export().await.expect("export");
-    for &n in acknowledged {
-        match n.rem_euclid(3) {
-            0 => assert_eq!(
-                state.channels.get(&n).copied(),
-                Some(i32::try_from(n).unwrap_or(i32::MAX)),
-                "acknowledged channel write {n} lost"
-            ),
-            1 => assert!(
-                data.peers.iter().any(|p| p.id == user(n)),
-                "acknowledged peer write {n} lost"
-            ),
-            _ => assert!(
-                data.sent_files.iter().any(|(k, _)| *k == file_key(n)),
-                "acknowledged sent-file write {n} lost"
-            ),
-        }
-    }
-}
-
 /// Makes calls at once until the store's pool holds at least `n` idle
 /// connections (bounded).
 async fn open_idle_connections(store: &Store, sql: &SqlStore, n: usize) {
@@ -422,8 +347,16 @@ async fn killed_server(kind: Kind, test: &str) {
     check_after_outage(&store, &errors).await;
     let written = write_stream(&store, "alice", 1000, 24, false).await;
     server.restart().await;
-    assert_all_there(&store, "alice", &written).await;
-    assert_all_there(&open(&server).await, "alice", &written).await;
+    assert_all_there(
+        &store.session("alice").expect("name"),
+        written.iter().copied(),
+    )
+    .await;
+    assert_all_there(
+        &open(&server).await.session("alice").expect("name"),
+        written.iter().copied(),
+    )
+    .await;
 }
 
 async fn frozen_server(kind: Kind, test: &str) {
@@ -469,40 +402,16 @@ async fn frozen_server(kind: Kind, test: &str) {
     // `BEGIN` answered after the thaw). A kill would lose such a write.
     let written = write_stream(&store, "alice", 1000, 60, true).await;
     server.restart().await;
-    assert_all_there(&store, "alice", &written).await;
-    assert_all_there(&open(&server).await, "alice", &written).await;
-}
-
-/// A small generator for the outage moments (seeded from the clock; the
-/// seed is printed so that a failure can be replayed with `OUTAGE_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("OUTAGE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-                    | 1
-            });
-        eprintln!("OUTAGE_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.next() % (to - from))
-    }
+    assert_all_there(
+        &store.session("alice").expect("name"),
+        written.iter().copied(),
+    )
+    .await;
+    assert_all_there(
+        &open(&server).await.session("alice").expect("name"),
+        written.iter().copied(),
+    )
+    .await;
 }
 
 /// A writer keeps writing through one store while the server is killed
@@ -513,7 +422,7 @@ async fn random_outages(kind: Kind, test: &str) {
     let Some(binaries) = Binaries::or_skip(kind, test) else {
         return;
     };
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("OUTAGE_SEED");
     let mut server = TestServer::start(kind, binaries, PASSWORD).await;
     let port = server.port;
     let store = open(&server).await;
@@ -593,8 +502,16 @@ async fn random_outages(kind: Kind, test: &str) {
     let acknowledged: Vec<i64> = acknowledged.into_iter().map(|(n, _)| n).collect();
     // A last kill: what was acknowledged is on disk.
     server.restart().await;
-    assert_all_there(&store, "w", &acknowledged).await;
-    assert_all_there(&open(&server).await, "w", &acknowledged).await;
+    assert_all_there(
+        &store.session("w").expect("name"),
+        acknowledged.iter().copied(),
+    )
+    .await;
+    assert_all_there(
+        &open(&server).await.session("w").expect("name"),
+        acknowledged.iter().copied(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

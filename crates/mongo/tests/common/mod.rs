@@ -415,13 +415,6 @@ impl Drop for TestServer {
     }
 }
 
-/// Everything an error shows: its text, Debug and every source.
-pub fn shown(err: &Error) -> String {
-    let mut text = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
-    text
-}
+/// Everything an error shows (text, Debug, every source).
+#[allow(unused_imports)]
+pub use session_conformance::outage::shown;
