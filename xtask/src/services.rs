@@ -28,6 +28,22 @@ pub(crate) struct Services {
     pub(crate) private_mongo: Option<PathBuf>,
 }
 
+/// Starts SecantusDB (`server`) in memory on a free loopback port, its
+/// stderr to `log`; returns the process and the port (it may not answer yet).
+fn spawn_secantus(server: &Path, log: &Path) -> Result<(Child, u16), String> {
+    let port = free_port()?;
+    let file =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let child = Command::new(server)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--storage-path", ":memory:"])
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", server.display()))?;
+    Ok((child, port))
+}
+
 /// A SecantusDB process serving one test binary alone, stopped on drop.
 ///
 /// SecantusDB is one Python process: test binaries that share one server
@@ -46,16 +62,7 @@ pub(crate) struct PrivateMongo {
 impl PrivateMongo {
     /// Starts `server` on a free loopback port, logging to `log`.
     pub(crate) fn start(server: &Path, log: PathBuf) -> Result<PrivateMongo, String> {
-        let port = free_port()?;
-        let file = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let child = Command::new(server)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--storage-path", ":memory:"])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", server.display()))?;
+        let (child, port) = spawn_secantus(server, &log)?;
         let mut private = PrivateMongo {
             child,
             url: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
@@ -459,22 +466,7 @@ impl Services {
         )? {
             return Ok(());
         }
-        let port = free_port()?;
-        let log = std::fs::File::create(target_dir().join("secantus.log"))
-            .map_err(|e| format!("cannot create secantus.log: {e}"))?;
-        let child = Command::new(&server)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--storage-path",
-                ":memory:",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", server.display()))?;
+        let (child, port) = spawn_secantus(&server, &target_dir().join("secantus.log"))?;
         say(&format!(
             "mongo: started SecantusDB pid {} on port {port}",
             child.id()
