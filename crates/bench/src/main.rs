@@ -138,15 +138,11 @@ fn main() {
             }
         }
         // Written after every backend, so that a run stopped during a slow
-        // one keeps what the others measured.
+        // one keeps what the others measured; the last write is the report.
         if let Err(e) = report::write(&config, &measures, started.elapsed()) {
             eprintln!("mtsession-bench: cannot write the report: {e}");
+            std::process::exit(1);
         }
-    }
-    let elapsed = started.elapsed();
-    if let Err(e) = report::write(&config, &measures, elapsed) {
-        eprintln!("mtsession-bench: cannot write the report: {e}");
-        std::process::exit(1);
     }
     println!("{}", report::table(&measures));
     if !failures.is_empty() {
