@@ -426,6 +426,12 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     /// Peers by id, in the order asked (`None` for unknown ids).
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>>;
 
+    /// One peer by id. The default asks [`peers`](Self::peers) for it; a
+    /// backend overrides it when one lookup can skip building the list.
+    async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
+        Ok(self.peers(session, &[id]).await?.pop().flatten())
+    }
+
     /// The owner of a username key (lowercased, without `@`).
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>>;
 

@@ -220,6 +220,10 @@ impl SessionBackend for MemoryStore {
         })
     }
 
+    async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
+        self.with(session, |r| r.peers.get(id).cloned())
+    }
+
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
         self.with(session, |r| r.peers.by_username(key).cloned())
     }

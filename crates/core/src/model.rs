@@ -510,50 +510,35 @@ impl Peer {
     /// id space, basic chats carry no hash, usernames lose a leading `@` and
     /// duplicates, phones keep digits only.
     pub fn normalized(&self) -> Result<Peer> {
-        let mut peer = self.clone();
-        if let Some(kind) = peer.kind
-            && kind.id_kind() != peer.id.kind()
+        if let Some(kind) = self.kind
+            && kind.id_kind() != self.id.kind()
         {
             return Err(Error::invalid(format!(
                 "peer {} is in the {:?} id space but its kind is {}",
-                peer.id,
-                peer.id.kind(),
+                self.id,
+                self.id.kind(),
                 kind.as_str()
             )));
         }
-        if peer.id.kind() == PeerIdKind::Chat && peer.access_hash.is_some() {
+        if self.id.kind() == PeerIdKind::Chat && self.access_hash.is_some() {
             return Err(Error::invalid(format!(
                 "peer {} is a basic chat, which has no access hash",
-                peer.id
+                self.id
             )));
         }
-        if let Some(usernames) = &mut peer.usernames {
-            let mut seen = std::collections::HashSet::new();
-            let mut clean = Vec::with_capacity(usernames.len());
-            for username in usernames.iter() {
-                let trimmed = username.strip_prefix('@').unwrap_or(username);
-                if trimmed.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "peer {} has an empty username",
-                        peer.id
-                    )));
-                }
-                if trimmed.len() > MAX_PEER_TEXT_LEN {
-                    return Err(Error::invalid(format!(
-                        "usernames are at most {MAX_PEER_TEXT_LEN} bytes, got {}",
-                        trimmed.len()
-                    )));
-                }
-                if seen.insert(normalize_username(trimmed)) {
-                    clean.push(trimmed.to_owned());
-                }
+        let usernames = match &self.usernames {
+            None => None,
+            Some(list) => Some(self.clean_usernames(list)?),
+        };
+        let phone = match &self.phone {
+            // Already in the stored form (what normalize_phone would return).
+            Some(p) if (1..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(p.clone())
             }
-            *usernames = clean;
-        }
-        if let Some(phone) = &peer.phone {
-            peer.phone = Some(normalize_phone(phone)?);
-        }
-        if let Some(name) = &peer.name
+            Some(p) => Some(normalize_phone(p)?),
+            None => None,
+        };
+        if let Some(name) = &self.name
             && name.len() > MAX_PEER_TEXT_LEN
         {
             return Err(Error::invalid(format!(
@@ -561,7 +546,53 @@ impl Peer {
                 name.len()
             )));
         }
-        Ok(peer)
+        Ok(Peer {
+            id: self.id,
+            kind: self.kind,
+            access_hash: self.access_hash,
+            usernames,
+            phone,
+            name: self.name.clone(),
+            last_seen: self.last_seen,
+        })
+    }
+
+    /// The usernames without a leading `@`, each lookup key once (the first
+    /// spelling wins).
+    fn clean_usernames(&self, list: &[String]) -> Result<Vec<String>> {
+        let mut clean: Vec<String> = Vec::with_capacity(list.len());
+        // Keys seen so far; a short list is searched, a long one hashed.
+        let mut seen = std::collections::HashSet::new();
+        let mut keys: Vec<String> = Vec::new();
+        for username in list {
+            let trimmed = username.strip_prefix('@').unwrap_or(username);
+            if trimmed.is_empty() {
+                return Err(Error::invalid(format!(
+                    "peer {} has an empty username",
+                    self.id
+                )));
+            }
+            if trimmed.len() > MAX_PEER_TEXT_LEN {
+                return Err(Error::invalid(format!(
+                    "usernames are at most {MAX_PEER_TEXT_LEN} bytes, got {}",
+                    trimmed.len()
+                )));
+            }
+            let fresh = if list.len() == 1 {
+                true
+            } else if list.len() <= 8 {
+                let key = normalize_username(trimmed);
+                let fresh = !keys.contains(&key);
+                keys.push(key);
+                fresh
+            } else {
+                seen.insert(normalize_username(trimmed))
+            };
+            if fresh {
+                clean.push(trimmed.to_owned());
+            }
+        }
+        Ok(clean)
     }
 
     /// Merges `new` into `self` field by field: known values replace, unknown

@@ -7,7 +7,11 @@
 //! [`PeerPlan`] it gets back in the same transaction. The plan is a pure
 //! function of its inputs, so a transaction that is retried calls it again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use foldhash::HashMap;
 
 use crate::error::Result;
 use crate::model::{Peer, PeerId, normalize_username};
@@ -19,7 +23,7 @@ use crate::model::{Peer, PeerId, normalize_username};
 /// stored peer lists it, and the index names that peer.
 #[derive(Clone, Debug, Default)]
 pub struct PeerTable {
-    peers: BTreeMap<PeerId, Peer>,
+    peers: HashMap<PeerId, Peer>,
     by_username: HashMap<String, PeerId>,
     by_phone: HashMap<String, PeerId>,
 }
@@ -52,6 +56,14 @@ impl PeerTable {
         let id = peer.id;
         let (old_keys, old_phone) = match self.peers.get_mut(&id) {
             Some(stored) => {
+                let same_names = peer.usernames.is_none() || peer.usernames == stored.usernames;
+                let same_phone = peer.phone.is_none() || peer.phone == stored.phone;
+                if same_names && same_phone {
+                    // The stored peer keeps its usernames and phone, which
+                    // the indexes already name it for (the invariant).
+                    stored.merge(peer);
+                    return;
+                }
                 let old = (stored.username_keys(), stored.phone.clone());
                 stored.merge(peer);
                 old
@@ -77,20 +89,33 @@ impl PeerTable {
         {
             self.by_phone.remove(&phone);
         }
+        let PeerTable {
+            peers,
+            by_username,
+            by_phone,
+        } = self;
         for key in new_keys {
-            if let Some(previous) = self.by_username.insert(key.clone(), id)
-                && previous != id
-                && let Some(other) = self.peers.get_mut(&previous)
-                && let Some(names) = &mut other.usernames
-            {
-                names.retain(|n| normalize_username(n) != key);
-                touched(previous);
+            match by_username.entry(key) {
+                Entry::Vacant(entry) => {
+                    entry.insert(id);
+                }
+                Entry::Occupied(mut entry) => {
+                    let previous = entry.insert(id);
+                    if previous != id
+                        && let Some(other) = peers.get_mut(&previous)
+                        && let Some(names) = &mut other.usernames
+                    {
+                        let key = entry.key();
+                        names.retain(|n| normalize_username(n) != *key);
+                        touched(previous);
+                    }
+                }
             }
         }
         if let Some(phone) = new_phone
-            && let Some(previous) = self.by_phone.insert(phone, id)
+            && let Some(previous) = by_phone.insert(phone, id)
             && previous != id
-            && let Some(other) = self.peers.get_mut(&previous)
+            && let Some(other) = peers.get_mut(&previous)
         {
             other.phone = None;
             touched(previous);
@@ -124,46 +149,71 @@ impl PeerTable {
 
     /// Every peer, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values()
+        let mut rows: Vec<&Peer> = self.peers.values().collect();
+        rows.sort_unstable_by_key(|p| p.id);
+        rows.into_iter()
     }
 
     /// Every peer, by id, by value.
     pub fn into_rows(self) -> impl Iterator<Item = Peer> {
-        self.peers.into_values()
+        let mut rows: Vec<Peer> = self.peers.into_values().collect();
+        rows.sort_unstable_by_key(|p| p.id);
+        rows.into_iter()
     }
 }
 
 /// A batch of peers to cache, normalized, with the keys a backend needs to
-/// load what the batch touches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// load what the batch touches (computed when first asked for).
+#[derive(Clone, Debug)]
 pub struct PeerBatch {
     peers: Vec<Peer>,
+    keys: OnceLock<BatchKeys>,
+}
+
+/// The distinct ids, username keys and phones of a batch, sorted.
+#[derive(Clone, Debug)]
+struct BatchKeys {
     ids: Vec<PeerId>,
     username_keys: Vec<String>,
     phones: Vec<String>,
 }
 
+impl PartialEq for PeerBatch {
+    fn eq(&self, other: &Self) -> bool {
+        // The keys are a function of the peers.
+        self.peers == other.peers
+    }
+}
+
+impl Eq for PeerBatch {}
+
 impl PeerBatch {
-    /// Normalizes every peer ([`Peer::normalized`]) and collects the keys.
+    /// Normalizes every peer ([`Peer::normalized`]).
     /// Fails with `InvalidInput` on the first peer that is not valid.
     pub fn new(peers: &[Peer]) -> Result<Self> {
         let peers = peers
             .iter()
             .map(Peer::normalized)
             .collect::<Result<Vec<_>>>()?;
-        Ok(PeerBatch::from_normalized(peers))
+        Ok(PeerBatch {
+            peers,
+            keys: OnceLock::new(),
+        })
     }
 
-    fn from_normalized(peers: Vec<Peer>) -> Self {
-        let ids: BTreeSet<PeerId> = peers.iter().map(|p| p.id).collect();
-        let keys: BTreeSet<String> = peers.iter().flat_map(Peer::username_keys).collect();
-        let phones: BTreeSet<String> = peers.iter().filter_map(|p| p.phone.clone()).collect();
-        PeerBatch {
-            peers,
-            ids: ids.into_iter().collect(),
-            username_keys: keys.into_iter().collect(),
-            phones: phones.into_iter().collect(),
-        }
+    fn keys(&self) -> &BatchKeys {
+        self.keys.get_or_init(|| {
+            fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+            BatchKeys {
+                ids: sorted(self.peers.iter().map(|p| p.id).collect()),
+                username_keys: sorted(self.peers.iter().flat_map(Peer::username_keys).collect()),
+                phones: sorted(self.peers.iter().filter_map(|p| p.phone.clone()).collect()),
+            }
+        })
     }
 
     /// The peers, normalized, in the order given (later ones merge over earlier ones).
@@ -178,18 +228,18 @@ impl PeerBatch {
 
     /// The distinct ids of the batch, sorted: load the stored peers with these ids.
     pub fn ids(&self) -> &[PeerId] {
-        &self.ids
+        &self.keys().ids
     }
 
     /// The distinct username keys the batch claims, sorted: load the peers
     /// that own them now.
     pub fn username_keys(&self) -> &[String] {
-        &self.username_keys
+        &self.keys().username_keys
     }
 
     /// The distinct phones the batch claims, sorted: load the peers that own them now.
     pub fn phones(&self) -> &[String] {
-        &self.phones
+        &self.keys().phones
     }
 
     /// Computes what the batch writes, given the stored peers it touches:

@@ -194,7 +194,10 @@ impl Session {
 
     /// Looks up one peer by id.
     pub async fn peer(&self, id: PeerId) -> Result<Option<Peer>> {
-        Ok(self.peers(&[id]).await?.pop().flatten())
+        if !self.options.cache_peers {
+            return Ok(None);
+        }
+        self.backend().peer(&self.name, id).await
     }
 
     /// Looks up a peer by username, ignoring case and a leading `@`.
