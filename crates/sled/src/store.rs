@@ -1325,6 +1325,17 @@ impl SessionBackend for SledStore {
         .await
     }
 
+    async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
+        // One key: any value it holds under the generation read first is a
+        // value the peer had while the session existed, so the record need
+        // not be read again to rule out a write half-done (`read` does that
+        // for reads of several keys).
+        tokio::task::coop::consume_budget().await;
+        let inner = &*self.inner;
+        let record = inner.record(session)?;
+        inner.peer(&prefix(session, record.generation), id)
+    }
+
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
         self.read(session, |inner, r| {
             let pre = prefix(session, r.generation);
