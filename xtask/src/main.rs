@@ -22,8 +22,10 @@ commands:
   bench      start the services and run every backend's criterion benchmarks
              (extra arguments go to `cargo bench`, e.g. `-- --quick`)
   bench --compare [--backends a,b] [--repeat N] [--peers N] [--open-peers N]
+                  [--scale 1000,100000,1000000|none]
              measure every store beside its raw engine doing the same work in
-             one run; writes docs/bench/RESULTS.md and docs/bench/ratios.svg
+             one run, then the scale check (lookups and opening at each peer
+             count); writes docs/bench/RESULTS.md and docs/bench/ratios.svg
   fuzz [--seconds N] [--target NAME]... [-- LIBFUZZER-FLAGS]
              install cargo-fuzz (pinned) into target/tools if missing, build
              the fuzz targets of fuzz/, seed them from fixtures/, run each for

@@ -9,6 +9,7 @@
 
 mod raw;
 mod report;
+mod scale;
 mod workload;
 
 use report::Measure;
@@ -24,7 +25,8 @@ pub(crate) struct Config {
     pub(crate) peers: i64,
     /// Peers of the store the embedded open workload opens.
     pub(crate) open_peers: i64,
-    /// Extra peer counts for the lookup-cost scaling check (embedded backends).
+    /// Peer counts of the scale check (lookups and opening at each count,
+    /// every backend measured); empty: no scale check.
     pub(crate) scale: Vec<i64>,
     /// Where the results go.
     pub(crate) out_dir: std::path::PathBuf,
@@ -55,7 +57,7 @@ fn parse_args() -> Result<Config, String> {
         repeat: 3,
         peers: 10_000,
         open_peers: 100_000,
-        scale: Vec::new(),
+        scale: vec![1_000, 100_000, 1_000_000],
         out_dir: std::path::PathBuf::from("docs/bench"),
         redis_url: env_or("MTSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
         postgres_url: env_or(
@@ -94,14 +96,32 @@ fn parse_args() -> Result<Config, String> {
                     .map_err(|_| "--open-peers takes a number")?;
             }
             "--scale" => {
-                config.scale = value("--scale")?
-                    .split(',')
-                    .map(|n| n.parse().map_err(|_| "--scale takes numbers"))
-                    .collect::<Result<_, _>>()?;
+                let counts = value("--scale")?;
+                config.scale = if counts == "none" {
+                    Vec::new()
+                } else {
+                    counts
+                        .split(',')
+                        .map(|n| match n.parse::<i64>() {
+                            Ok(n) if n > 0 => Ok(n),
+                            _ => Err("--scale takes positive peer counts (1000,100000) or none"),
+                        })
+                        .collect::<Result<_, _>>()?
+                };
             }
             "--out" => config.out_dir = value("--out")?.into(),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    // Both sides of the MongoDB rows without retryable writes (unless the
+    // URL says otherwise): a write that is not retried is the floor, and a
+    // one-node test server answers each retryable write far more slowly.
+    if !config
+        .mongo_url
+        .to_ascii_lowercase()
+        .contains("retrywrites=")
+    {
+        config.mongo_url = workload::with_option(&config.mongo_url, "retryWrites=false");
     }
     Ok(config)
 }
@@ -139,12 +159,31 @@ fn main() {
         }
         // Written after every backend, so that a run stopped during a slow
         // one keeps what the others measured; the last write is the report.
-        if let Err(e) = report::write(&config, &measures, started.elapsed()) {
+        if let Err(e) = report::write(&config, &measures, &[], started.elapsed()) {
             eprintln!("mtsession-bench: cannot write the report: {e}");
             std::process::exit(1);
         }
     }
+    let mut points = Vec::new();
+    if !config.scale.is_empty() {
+        for backend in &config.backends {
+            match runtime.block_on(scale::run(backend, &config)) {
+                Ok(found) => points.extend(found),
+                Err(e) => {
+                    eprintln!("mtsession-bench: the scale check of {backend} failed: {e}");
+                    failures.push(format!("{backend} scale check: {e}"));
+                }
+            }
+            if let Err(e) = report::write(&config, &measures, &points, started.elapsed()) {
+                eprintln!("mtsession-bench: cannot write the report: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     println!("{}", report::table(&measures));
+    if !points.is_empty() {
+        println!("{}", report::scale_table(&config, &points));
+    }
     if !failures.is_empty() {
         eprintln!("mtsession-bench: failed: {}", failures.join("; "));
         std::process::exit(1);

@@ -40,6 +40,81 @@ pub(crate) fn peer(id: i64) -> Peer {
         .with_name(format!("Peer number {id}"))
 }
 
+/// One workload peer with only what grammers-session's `MemorySession`
+/// keeps: id, kind and hash (no username, phone or name to index or copy).
+pub(crate) fn lean_peer(id: i64) -> Peer {
+    Peer::new(PeerId::user(id).unwrap_or_else(|_| unreachable!("ids are positive")))
+        .with_kind(PeerKind::User)
+        .with_hash(id.wrapping_mul(0x9E37_79B9))
+}
+
+/// The row label of the memory store holding [`lean_peer`]s.
+pub(crate) const MEMORY_LEAN: &str = "memory, id+kind+hash peers";
+
+/// The memory store on the same information as grammers' `MemorySession`:
+/// batch upserts of new and stored peers and lookups by id.
+pub(crate) async fn memory_lean(config: &Config) -> Result<Vec<Measure>, String> {
+    let store = mtsession::open("memory:").await.map_err(err)?;
+    let all: Vec<Peer> = (FIRST_ID..FIRST_ID + config.peers).map(lean_peer).collect();
+    let mut out = Vec::new();
+    let mut round = 0;
+    let runs = measure(config.repeat, || {
+        round += 1;
+        let (store, all) = (store.clone(), &all);
+        async move {
+            let name = format!("lean-{round}");
+            let session = store.open(&name).await.map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session.cache_peers(batch).await.map_err(err)?;
+            }
+            let ops = rate(all.len(), started);
+            store.delete(&name).await.map_err(err)?;
+            Ok(ops)
+        }
+    })
+    .await?;
+    out.push(Measure::new(MEMORY_LEAN, UPSERT_NEW, "mtsession", runs));
+    let session = store.open("lean").await.map_err(err)?;
+    session.cache_peers(&all).await.map_err(err)?;
+    let runs = measure(config.repeat, || {
+        let (session, all) = (session.clone(), &all);
+        async move {
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session.cache_peers(batch).await.map_err(err)?;
+            }
+            Ok(rate(all.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(
+        MEMORY_LEAN,
+        UPSERT_EXISTING,
+        "mtsession",
+        runs,
+    ));
+    let ids = shuffled(config.peers);
+    let runs = measure(config.repeat, || {
+        let (session, ids) = (session.clone(), &ids);
+        async move {
+            let started = Instant::now();
+            for id in ids {
+                let id = PeerId::user(*id).map_err(err)?;
+                session
+                    .peer(id)
+                    .await
+                    .map_err(err)?
+                    .ok_or("a peer is missing")?;
+            }
+            Ok(rate(ids.len(), started))
+        }
+    })
+    .await?;
+    out.push(Measure::new(MEMORY_LEAN, LOOKUP_ID, "mtsession", runs));
+    Ok(out)
+}
+
 /// `0..n` shifted to the workload ids, in a fixed shuffled order.
 pub(crate) fn shuffled(n: i64) -> Vec<i64> {
     let mut ids: Vec<i64> = (FIRST_ID..FIRST_ID + n).collect();
@@ -303,7 +378,16 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                 )
                 .await?,
             );
-            out.extend(raw::grammers_memory(config).await?);
+            out.extend(memory_lean(config).await?);
+            let grammers = raw::grammers_memory(config).await?;
+            // grammers keeps id, kind and hash only: its figures are the
+            // peer of both memory rows.
+            out.extend(grammers.iter().map(|m| {
+                let mut lean = m.clone();
+                lean.backend = MEMORY_LEAN.to_owned();
+                lean
+            }));
+            out.extend(grammers);
         }
         "sqlite" => {
             let path = dir.path().join("store.sqlite");

@@ -1,0 +1,203 @@
+//! The scale check: lookups and opening at several peer counts, to show
+//! that their cost stays flat (open O(1), lookups O(log n)) as the cache grows.
+
+use std::time::{Duration, Instant};
+
+use mtsession::{AuthKey, Peer, PeerId, Store};
+
+use crate::Config;
+use crate::workload::{
+    FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, peer, shuffled, with_option,
+};
+
+/// At most this many operations per timed run...
+const MAX_OPS: usize = 10_000;
+/// ...and at most about this long.
+const RUN_TIME: Duration = Duration::from_secs(2);
+/// Peers per batch when the session is filled.
+const FILL_BATCH: usize = 5_000;
+
+/// One workload of one backend at one peer count.
+#[derive(Clone, Debug)]
+pub(crate) struct Point {
+    pub(crate) backend: String,
+    pub(crate) workload: &'static str,
+    pub(crate) peers: i64,
+    /// Operations per second, one per run.
+    pub(crate) runs: Vec<f64>,
+}
+
+impl Point {
+    pub(crate) fn median(&self) -> f64 {
+        let mut runs = self.runs.clone();
+        runs.sort_by(f64::total_cmp);
+        runs.get(runs.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The URL the scale check opens for `backend` (a file under `dir` for the
+/// embedded ones).
+fn url(backend: &str, config: &Config, dir: &std::path::Path) -> Result<String, String> {
+    Ok(match backend {
+        "memory" => "memory:".to_owned(),
+        "sqlite" => format!("sqlite:{}", dir.join("scale.sqlite").display()),
+        "sled" => format!("sled:{}", dir.join("scale.sled").display()),
+        "redis" => with_option(&config.redis_url, "prefix=mtsession-bench-scale"),
+        "postgres" => with_option(&config.postgres_url, "table_prefix=benchscale_"),
+        "mysql" => with_option(&config.mysql_url, "table_prefix=benchscale_"),
+        "mongo" => with_option(&config.mongo_url, "prefix=benchscale_"),
+        other => return Err(format!("unknown backend {other:?}")),
+    })
+}
+
+/// Runs `op` over `items` until they run out or [`RUN_TIME`] passes; ops/s.
+async fn timed<T, F, Fut>(items: &[T], mut op: F) -> Result<f64, String>
+where
+    F: FnMut(&T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    let mut done = 0;
+    for item in items.iter().take(MAX_OPS) {
+        op(item).await?;
+        done += 1;
+        if started.elapsed() >= RUN_TIME {
+            break;
+        }
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Fills session `name` of `store` with `n` workload peers and a home key.
+async fn fill(store: &Store, name: &str, n: i64) -> Result<(), String> {
+    let _ = store.delete(name).await;
+    let session = store.open(name).await.map_err(err)?;
+    let mut id = FIRST_ID;
+    while id < FIRST_ID + n {
+        let end = (id + FILL_BATCH as i64).min(FIRST_ID + n);
+        let batch: Vec<Peer> = (id..end).map(peer).collect();
+        session.cache_peers(&batch).await.map_err(err)?;
+        id = end;
+    }
+    session
+        .set_auth_key(2, Some(AuthKey::new([7; 256])))
+        .await
+        .map_err(err)
+}
+
+/// The scale check of one backend at every count of `config.scale`.
+pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, String> {
+    let dir = tempfile::tempdir().map_err(err)?;
+    let url = url(backend, config, dir.path())?;
+    let mut out = Vec::new();
+    for &n in &config.scale {
+        eprintln!("mtsession-bench: {backend} at {n} peers");
+        let store = mtsession::open(&url).await.map_err(err)?;
+        let name = format!("bench-scale-{n}");
+        fill(&store, &name, n).await?;
+        store.flush().await.map_err(err)?;
+        let session = store.session(&name).map_err(err)?;
+        let ids: Vec<i64> = shuffled(n).into_iter().take(MAX_OPS).collect();
+        let mut point = |workload: &'static str, runs: Vec<f64>| {
+            out.push(Point {
+                backend: backend.to_owned(),
+                workload,
+                peers: n,
+                runs,
+            });
+        };
+        let mut runs = Vec::new();
+        for _ in 0..config.repeat {
+            runs.push(
+                timed(&ids, |id| {
+                    let session = session.clone();
+                    let id = *id;
+                    async move {
+                        let id = PeerId::user(id).map_err(err)?;
+                        session
+                            .peer(id)
+                            .await
+                            .map_err(err)?
+                            .ok_or("a peer is missing")?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+        }
+        point(LOOKUP_ID, runs);
+        let mut runs = Vec::new();
+        for _ in 0..config.repeat {
+            runs.push(
+                timed(&ids, |id| {
+                    let session = session.clone();
+                    let username = format!("user{id}");
+                    async move {
+                        session
+                            .peer_by_username(&username)
+                            .await
+                            .map_err(err)?
+                            .ok_or("a username is missing")?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+        }
+        point(LOOKUP_USERNAME, runs);
+        let mut runs = Vec::new();
+        for _ in 0..config.repeat {
+            runs.push(
+                timed(&ids, |id| {
+                    let session = session.clone();
+                    let phone = format!("799900{id}");
+                    async move {
+                        session
+                            .peer_by_phone(&phone)
+                            .await
+                            .map_err(err)?
+                            .ok_or("a phone is missing")?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+        }
+        point(LOOKUP_PHONE, runs);
+        drop(session);
+        drop(store);
+        if backend != "memory" {
+            // A memory store opened again is empty: nothing to measure.
+            let opens = vec![(); MAX_OPS];
+            let mut runs = Vec::new();
+            for _ in 0..config.repeat {
+                runs.push(
+                    timed(&opens, |()| {
+                        let (url, name) = (url.clone(), name.clone());
+                        async move {
+                            let store = mtsession::open(&url).await.map_err(err)?;
+                            store
+                                .session(&name)
+                                .map_err(err)?
+                                .home_auth_key()
+                                .await
+                                .map_err(err)?
+                                .ok_or("the home key is missing")?;
+                            Ok(())
+                        }
+                    })
+                    .await?,
+                );
+            }
+            point(OPEN, runs);
+        }
+        let store = mtsession::open(&url).await.map_err(err)?;
+        store.delete(&name).await.map_err(err)?;
+        store.flush().await.map_err(err)?;
+    }
+    Ok(out)
+}
