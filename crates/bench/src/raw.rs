@@ -243,6 +243,14 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
     let names = db.open_tree("uname").map_err(err)?;
     let phones = db.open_tree("phone").map_err(err)?;
     let state = db.open_tree("state").map_err(err)?;
+    // sled 0.34's flush ends in `sync_file_range`, which neither empties the
+    // device's write cache nor records a grown file size: a durable write
+    // also needs `fdatasync` on the log, as session-sled does.
+    let log = std::fs::File::open(path.join("db")).map_err(err)?;
+    let durable = || -> Result<(), String> {
+        db.flush().map_err(err)?;
+        log.sync_data().map_err(err)
+    };
     let key = |session: u8, tail: &[u8]| -> Vec<u8> {
         let mut k = vec![session];
         k.extend_from_slice(tail);
@@ -263,8 +271,7 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
         peers.apply_batch(p).map_err(err)?;
         names.apply_batch(u).map_err(err)?;
         phones.apply_batch(ph).map_err(err)?;
-        db.flush().map_err(err)?;
-        Ok(())
+        durable()
     };
     let all = rows(config.peers);
     let mut out = Vec::new();
@@ -328,7 +335,7 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
             value[..4].copy_from_slice(&pts.to_be_bytes());
             value[8..].copy_from_slice(&pts.to_be_bytes());
             state.insert(key(1, b"state"), &value).map_err(err)?;
-            db.flush().map_err(err)?;
+            durable()?;
         }
         Ok(rate(STATE_WRITES, started))
     })?;
@@ -341,8 +348,8 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
         upsert(3, batch)?;
     }
     drop((peers, names, phones, state));
-    db.flush().map_err(err)?;
-    drop(db);
+    durable()?;
+    drop((log, db));
     let runs = measure_sync(config.repeat, || {
         let started = Instant::now();
         for _ in 0..OPENS {
