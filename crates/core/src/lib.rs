@@ -4,6 +4,7 @@
 
 pub mod auth_key;
 pub mod backend;
+pub mod blocking;
 pub mod driver;
 pub mod error;
 pub mod files;

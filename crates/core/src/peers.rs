@@ -7,6 +7,7 @@
 //! [`PeerPlan`] it gets back in the same transaction. The plan is a pure
 //! function of its inputs, so a transaction that is retried calls it again.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -15,6 +16,16 @@ use foldhash::HashMap;
 
 use crate::error::Result;
 use crate::model::{Peer, PeerId, normalize_username};
+
+/// A username's lookup key ([`normalize_username`]), borrowed when the
+/// username already is one (no `@`, no uppercase).
+fn username_key(name: &str) -> Cow<'_, str> {
+    if name.is_ascii() && !name.starts_with('@') && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(normalize_username(name))
+    }
+}
 
 /// A peer cache with username and phone indexes, applying the merge and
 /// ownership rules of the contract.
@@ -261,8 +272,8 @@ impl PeerBatch {
                 before.entry(id).or_insert_with(|| table.get(id).cloned());
             };
             remember(peer.id, &table);
-            for key in peer.username_keys() {
-                if let Some(owner) = table.by_username.get(&key).copied() {
+            for name in peer.usernames.iter().flatten() {
+                if let Some(owner) = table.by_username.get(&*username_key(name)).copied() {
                     remember(owner, &table);
                 }
             }
@@ -277,38 +288,42 @@ impl PeerBatch {
             table.upsert(peer);
         }
         let mut plan = PeerPlan::default();
-        for (id, old) in &before {
-            let id = *id;
+        for (id, old) in before {
             let Some(after) = table.get(id) else {
                 continue;
             };
-            let old = old.as_ref();
-            if old == Some(after) {
+            let Some(old) = old else {
+                // A new row: every key and its phone are added.
+                for key in after.username_keys() {
+                    plan.usernames_added.push((key, id));
+                }
+                if let Some(phone) = &after.phone {
+                    plan.phones_added.push((phone.clone(), id));
+                }
+                plan.inserted += 1;
+                plan.rows.push(after.clone());
+                continue;
+            };
+            if old == *after {
                 continue;
             }
-            let old_keys: BTreeSet<String> = old
-                .map(Peer::username_keys)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let new_keys: BTreeSet<String> = after.username_keys().into_iter().collect();
-            for key in old_keys.difference(&new_keys) {
-                plan.usernames_removed.push((key.clone(), id));
+            if old.usernames != after.usernames {
+                let old_keys: BTreeSet<String> = old.username_keys().into_iter().collect();
+                let new_keys: BTreeSet<String> = after.username_keys().into_iter().collect();
+                for key in old_keys.difference(&new_keys) {
+                    plan.usernames_removed.push((key.clone(), id));
+                }
+                for key in new_keys.difference(&old_keys) {
+                    plan.usernames_added.push((key.clone(), id));
+                }
             }
-            for key in new_keys.difference(&old_keys) {
-                plan.usernames_added.push((key.clone(), id));
-            }
-            let old_phone = old.and_then(|p| p.phone.as_ref());
-            if old_phone != after.phone.as_ref() {
-                if let Some(phone) = old_phone {
+            if old.phone != after.phone {
+                if let Some(phone) = &old.phone {
                     plan.phones_removed.push((phone.clone(), id));
                 }
                 if let Some(phone) = &after.phone {
                     plan.phones_added.push((phone.clone(), id));
                 }
-            }
-            if old.is_none() {
-                plan.inserted += 1;
             }
             plan.rows.push(after.clone());
         }

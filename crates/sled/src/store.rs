@@ -367,7 +367,7 @@ impl SledStore {
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
+        session_core::blocking::run(move || f(&inner))
             .await
             .map_err(join)?
     }
@@ -430,8 +430,8 @@ impl Inner {
         })
     }
 
-    /// Flushes sled's log and `fdatasync`s it (see [`sync_log`]), on a
-    /// blocking thread. (sled's own `flush_async` runs on sled's I/O pool and,
+    /// Flushes sled's log and `fdatasync`s it (see [`sync_log`]), as
+    /// blocking work ([`session_core::blocking::run`]). (sled's own `flush_async` runs on sled's I/O pool and,
     /// with many concurrent callers, can occupy every thread of it waiting for
     /// log writes that need one of those threads.)
     async fn flush(&self) -> Result<()> {
@@ -439,7 +439,7 @@ impl Inner {
             return Ok(());
         };
         let (db, log, path) = (self.db.clone(), Arc::clone(log), self.path.clone());
-        tokio::task::spawn_blocking(move || {
+        session_core::blocking::run(move || {
             db.flush().map_err(|e| from_sled(&path, e))?;
             sync_log(&log, &path)
         })

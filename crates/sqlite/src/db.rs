@@ -184,14 +184,14 @@ fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 enum Opened {
     Ready(Box<Db>),
     /// The file must be created, initialized or migrated, or a lock is
-    /// held: finish on the blocking pool.
+    /// held: finish as blocking work.
     NeedsWork,
 }
 
 impl Db {
     /// Opens the database file at `path` as `options.mode` says. Opening an
     /// existing store runs inline; creating, migrating and waiting for
-    /// locks run on the blocking pool.
+    /// locks run as blocking work.
     pub(crate) async fn open_file(path: PathBuf, options: Options) -> Result<Arc<Db>> {
         options.check()?;
         match Db::open_file_once(&path, options, false)? {
@@ -575,8 +575,8 @@ impl Db {
         blocking(move || db.read_blocking(false, &f)).await
     }
 
-    /// Runs a long read (several statements in one read transaction) on the
-    /// blocking pool.
+    /// Runs a long read (several statements in one read transaction) as
+    /// blocking work.
     pub(crate) async fn read_snapshot<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -600,7 +600,7 @@ impl Db {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer. Short
     /// writes whose commit does not wait for the disk (write-behind, in
     /// memory) run inline when the writer is idle and the lock is free;
-    /// every other write runs on the blocking pool.
+    /// every other write runs as blocking work ([`blocking`]).
     pub(crate) async fn write<T, F>(self: &Arc<Self>, size: WriteSize, mut f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -677,7 +677,7 @@ impl Db {
     }
 
     /// Makes buffered writes durable (see [`sync_barrier_blocking`](Self::sync_barrier_blocking)),
-    /// on the blocking pool.
+    /// as blocking work.
     pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
         if self.options.write_behind().is_none() || self.writer.is_none() {
             return Ok(());
@@ -835,15 +835,11 @@ struct Flusher {
     _stop: mpsc::Sender<()>,
 }
 
-/// Runs blocking work off the async runtime (or inline outside a runtime).
+/// Runs blocking work from async code ([`session_core::blocking::run`]).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(f)
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?,
-        Err(_) => f(),
-    }
+    session_core::blocking::run(f)
+        .await
+        .map_err(|e| Error::backend(BACKEND, e))?
 }
 
 /// An `SQLITE_BUSY` error made here, to ask for another attempt.
