@@ -12,7 +12,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use session_core::{
     AccessHash, AuthKey, DcOption, Error, FileKind, Peer, PeerId, PeerKind, Result, SentFile,
     SentFileKey,
@@ -208,43 +208,136 @@ pub(crate) fn parse_opt<T: FromStr>(
     text.map(|t| parse_num(key, field, t)).transpose()
 }
 
-/// Encodes a peer as a JSON object: `i` marked id, `t` kind code, `h` hash,
-/// `m` min flag, `u` usernames, `k` their lookup keys (what the index holds;
-/// kept for readers of schema version 1 that merge in Lua), `p` phone, `n`
-/// name, `s` last seen. Unknown fields are left out.
+/// Encodes a peer as a JSON object: `h` hash, `i` marked id, `k` the
+/// usernames' lookup keys (what the index holds; kept for readers of schema
+/// version 1 that merge in Lua), `m` min flag, `n` name, `p` phone, `s` last
+/// seen, `t` kind code, `u` usernames. Unknown fields are left out.
+///
+/// Written by hand, in the bytes serde_json writes for the same object with
+/// sorted keys (a peer batch encodes every row it writes, so this is on the
+/// hot path), and the same bytes in every build whatever serde_json's
+/// features: the apply script compares stored records with planned ones.
 pub(crate) fn encode_peer(peer: &Peer) -> String {
-    let mut m = Map::new();
-    m.insert("i".into(), Value::String(peer.id.marked().to_string()));
-    if let Some(kind) = peer.kind {
-        m.insert("t".into(), Value::from(kind.code()));
+    let mut out = Vec::with_capacity(160);
+    encode_peer_into(peer, &mut out);
+    // Only ASCII punctuation and the peer's own UTF-8 text were written.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`encode_peer`], appended to `out`.
+pub(crate) fn encode_peer_into(peer: &Peer, out: &mut Vec<u8>) {
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>, name: &[u8]| {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+    };
+    if let Some(hash) = peer.access_hash {
+        field(out, b"h");
+        quoted_int(out, hash.value);
+    }
+    field(out, b"i");
+    quoted_int(out, peer.id.marked());
+    if peer.usernames.is_some() {
+        field(out, b"k");
+        string_list(out, peer.username_keys().iter().map(String::as_str));
     }
     if let Some(hash) = peer.access_hash {
-        m.insert("h".into(), Value::String(hash.value.to_string()));
-        m.insert("m".into(), Value::Bool(hash.min));
-    }
-    if let Some(names) = &peer.usernames {
-        m.insert(
-            "u".into(),
-            names.iter().cloned().map(Value::String).collect(),
-        );
-        m.insert(
-            "k".into(),
-            peer.username_keys()
-                .into_iter()
-                .map(Value::String)
-                .collect(),
-        );
-    }
-    if let Some(phone) = &peer.phone {
-        m.insert("p".into(), Value::String(phone.clone()));
+        field(out, b"m");
+        out.extend_from_slice(if hash.min { b"true" } else { b"false" });
     }
     if let Some(name) = &peer.name {
-        m.insert("n".into(), Value::String(name.clone()));
+        field(out, b"n");
+        json_string(out, name);
+    }
+    if let Some(phone) = &peer.phone {
+        field(out, b"p");
+        json_string(out, phone);
     }
     if let Some(seen) = peer.last_seen {
-        m.insert("s".into(), Value::String(seen.to_string()));
+        field(out, b"s");
+        quoted_int(out, seen);
     }
-    Value::Object(m).to_string()
+    if let Some(kind) = peer.kind {
+        field(out, b"t");
+        decimal_into(out, i64::from(kind.code()));
+    }
+    if let Some(names) = &peer.usernames {
+        field(out, b"u");
+        string_list(out, names.iter().map(String::as_str));
+    }
+    out.push(b'}');
+}
+
+fn quoted_int(out: &mut Vec<u8>, n: i64) {
+    out.push(b'"');
+    decimal_into(out, n);
+    out.push(b'"');
+}
+
+/// `n` in decimal, as `i64::to_string` writes it.
+fn decimal_into(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn string_list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>) {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(out, item);
+    }
+    out.push(b']');
+}
+
+/// A JSON string as serde_json writes it: `"` and `\` escaped, control
+/// characters as `\b \t \n \f \r` or `\u00XX`, everything else as is.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0A => b"\\n",
+            0x0C => b"\\f",
+            0x0D => b"\\r",
+            0x00..=0x1F => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xF)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Decodes a peer record written by [`encode_peer`] or by an earlier
@@ -342,7 +435,69 @@ pub(crate) fn decode_peer(key: &str, raw: &[u8]) -> Result<Peer> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// The object `encode_peer` writes, built with serde_json, keys sorted.
+    fn reference_encoding(peer: &Peer) -> String {
+        let mut m = BTreeMap::new();
+        m.insert("i", Value::String(peer.id.marked().to_string()));
+        if let Some(kind) = peer.kind {
+            m.insert("t", Value::from(kind.code()));
+        }
+        if let Some(hash) = peer.access_hash {
+            m.insert("h", Value::String(hash.value.to_string()));
+            m.insert("m", Value::Bool(hash.min));
+        }
+        if let Some(names) = &peer.usernames {
+            m.insert("u", names.iter().cloned().map(Value::String).collect());
+            m.insert(
+                "k",
+                peer.username_keys()
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            );
+        }
+        if let Some(phone) = &peer.phone {
+            m.insert("p", Value::String(phone.clone()));
+        }
+        if let Some(name) = &peer.name {
+            m.insert("n", Value::String(name.clone()));
+        }
+        if let Some(seen) = peer.last_seen {
+            m.insert("s", Value::String(seen.to_string()));
+        }
+        serde_json::to_string(&m).expect("serializes")
+    }
+
+    #[test]
+    fn peer_encoding_is_serde_jsons() {
+        let mut peers = vec![
+            Peer::new(PeerId::user(1).expect("id")),
+            Peer::new(PeerId::user(i64::from(i32::MAX)).expect("id"))
+                .with_kind(PeerKind::User)
+                .with_hash(i64::MIN)
+                .with_username("Some_Name")
+                .with_phone("123")
+                .with_name("Peer \"q\" \\ \u{0}\u{1f}\u{7f} \n\r\t\u{8}\u{c} ü / 𝄞"),
+            Peer::new(PeerId::channel(i64::MAX - 1_000_000_000_000).expect("id"))
+                .with_kind(PeerKind::Megagroup)
+                .with_min_hash(i64::MAX)
+                .with_name(""),
+            Peer::new(PeerId::chat(5).expect("id")).with_hash(-1),
+        ];
+        peers[0].usernames = Some(vec![]);
+        peers[1].last_seen = Some(i64::MIN);
+        peers[2].last_seen = Some(0);
+        peers[3].usernames = Some(vec!["Ab".into(), "cD".into()]);
+        for peer in &peers {
+            let raw = encode_peer(peer);
+            assert_eq!(raw, reference_encoding(peer));
+            assert_eq!(&decode_peer("k", raw.as_bytes()).expect("decodes"), peer);
+        }
+    }
 
     #[test]
     fn dc_round_trip() {

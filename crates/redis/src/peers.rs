@@ -9,7 +9,15 @@
 //! - First, the batch is planned as if its context were empty (no id
 //!   stored, no key or phone owned: new peers) and sent. When that holds,
 //!   the batch costs one round trip.
-//! - When it does not, the script answers the real context with a digest of
+//! - When the context is not empty but is exactly the one that plan writes
+//!   (every id holds the very record the plan would write, byte for byte,
+//!   and every username key and phone is owned by the id the plan gives
+//!   it: typically the batch was cached already), the script writes nothing
+//!   and says so. That context is then known whole without reading it, so
+//!   the batch is planned from it; when that plan is empty (the usual case)
+//!   the batch is done, in one round trip. Otherwise the context is loaded
+//!   as below.
+//! - Otherwise the script answers the real context with a digest of
 //!   it, the batch is planned again from that, and sent with the digest: a
 //!   second round trip. If another writer changed the context in between,
 //!   the script answers the context as it is then, and the batch is planned
@@ -21,10 +29,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::{ScriptInvocation, Value};
+use redis::{Cmd, Value};
 use session_core::{Error, Peer, PeerBatch, PeerId, PeerPlan, Result};
 
-use crate::codec::{decode_peer, encode_peer};
+use crate::codec::{decode_peer, encode_peer_into};
 use crate::error::Access;
 use crate::keys::{META, PEERS, PHONE, UNAME};
 use crate::scripts;
@@ -39,30 +47,31 @@ struct Context {
 /// What the apply script did.
 enum Applied {
     Written,
+    /// Nothing written: the context is the one the plan (computed from an
+    /// empty context) writes. With the plan of the batch on that context.
+    AsPlanned(PeerPlan),
     /// The context is not the one planned from (nothing written); this is
     /// the one there is now.
     Moved(Context),
 }
 
-fn context_args(inv: &mut ScriptInvocation<'_>, batch: &PeerBatch) {
-    inv.arg(batch.ids().len());
+fn context_args(cmd: &mut Cmd, batch: &PeerBatch) {
+    cmd.arg(batch.ids().len());
     for id in batch.ids() {
-        inv.arg(id.marked());
+        cmd.arg(id.marked());
     }
-    inv.arg(batch.username_keys().len());
+    cmd.arg(batch.username_keys().len());
     for key in batch.username_keys() {
-        inv.arg(key.as_str());
+        cmd.arg(key.as_str());
     }
-    inv.arg(batch.phones().len());
+    cmd.arg(batch.phones().len());
     for phone in batch.phones() {
-        inv.arg(phone.as_str());
+        cmd.arg(phone.as_str());
     }
 }
 
-fn session_keys(store: &RedisStore, inv: &mut ScriptInvocation<'_>, session: &str) {
-    for which in [META, PEERS, UNAME, PHONE] {
-        inv.key(store.key(session, which));
-    }
+fn session_keys(store: &RedisStore, session: &str) -> [String; 4] {
+    [META, PEERS, UNAME, PHONE].map(|which| store.key(session, which))
 }
 
 /// The stored records in one array of a context reply.
@@ -101,10 +110,11 @@ fn context_from(
 }
 
 async fn load(store: &RedisStore, session: &str, batch: &PeerBatch) -> Result<Context> {
-    let mut inv = scripts::PEER_CONTEXT.prepare_invoke();
-    session_keys(store, &mut inv, session);
-    context_args(&mut inv, batch);
-    let reply: Vec<Value> = store.invoke(Access::Read, &inv).await?;
+    let mut cmd = scripts::call(&scripts::PEER_CONTEXT, &session_keys(store, session));
+    context_args(&mut cmd, batch);
+    let reply: Vec<Value> = store
+        .eval(Access::Read, &scripts::PEER_CONTEXT, &cmd)
+        .await?;
     let mut it = reply.into_iter();
     match it.next() {
         Some(Value::Int(1)) => context_from(store, session, it),
@@ -113,14 +123,36 @@ async fn load(store: &RedisStore, session: &str, batch: &PeerBatch) -> Result<Co
     }
 }
 
-fn pairs<'a>(
-    inv: &mut ScriptInvocation<'_>,
-    entries: impl ExactSizeIterator<Item = (&'a str, i64)>,
-) {
-    inv.arg(entries.len());
+fn pairs<'a>(cmd: &mut Cmd, entries: impl ExactSizeIterator<Item = (&'a str, i64)>) {
+    cmd.arg(entries.len());
     for (key, id) in entries {
-        inv.arg(key).arg(id);
+        cmd.arg(key).arg(id);
     }
+}
+
+/// Whether a plan computed from an empty context lines up with the batch's
+/// context: it removes nothing, its rows are the batch's ids and its added
+/// usernames and phones the batch's keys and phones, in the same order. The
+/// apply script can then tell, entry by entry, whether the stored context
+/// is the one the plan writes ([`Applied::AsPlanned`]).
+fn lines_up(batch: &PeerBatch, plan: &PeerPlan) -> bool {
+    fn same<'a, T: PartialEq + 'a>(
+        a: impl ExactSizeIterator<Item = T>,
+        b: impl ExactSizeIterator<Item = T>,
+    ) -> bool {
+        a.len() == b.len() && a.zip(b).all(|(x, y)| x == y)
+    }
+    plan.usernames_removed.is_empty()
+        && plan.phones_removed.is_empty()
+        && same(plan.rows.iter().map(|r| r.id), batch.ids().iter().copied())
+        && same(
+            plan.usernames_added.iter().map(|(k, _)| k.as_str()),
+            batch.username_keys().iter().map(String::as_str),
+        )
+        && same(
+            plan.phones_added.iter().map(|(p, _)| p.as_str()),
+            batch.phones().iter().map(String::as_str),
+        )
 }
 
 /// The removed index entries worth sending: one whose key the plan adds
@@ -129,6 +161,9 @@ fn removals<'a>(
     removed: &'a [(String, PeerId)],
     added: &[(String, PeerId)],
 ) -> Vec<(&'a str, i64)> {
+    if removed.is_empty() {
+        return Vec::new();
+    }
     let added: HashSet<&str> = added.iter().map(|(k, _)| k.as_str()).collect();
     removed
         .iter()
@@ -138,38 +173,48 @@ fn removals<'a>(
 }
 
 /// Sends the plan with the digest of the context it was computed from
-/// (`None`: computed from an empty context).
+/// (`None`: computed from an empty context; then, when the plan lines up
+/// with the batch, the script also answers whether the context is the one
+/// the plan writes).
 async fn apply(
     store: &RedisStore,
     session: &str,
     batch: &PeerBatch,
     digest: Option<&[u8]>,
-    plan: &PeerPlan,
+    plan: PeerPlan,
 ) -> Result<Applied> {
-    let mut inv = scripts::PEER_APPLY.prepare_invoke();
-    session_keys(store, &mut inv, session);
-    inv.arg(digest.unwrap_or_default());
-    context_args(&mut inv, batch);
+    let ask = digest.is_none() && lines_up(batch, &plan);
+    let mut cmd = scripts::call(&scripts::PEER_APPLY, &session_keys(store, session));
+    cmd.arg(digest.unwrap_or_default())
+        .arg(if ask { "1" } else { "0" });
+    context_args(&mut cmd, batch);
     pairs(
-        &mut inv,
+        &mut cmd,
         removals(&plan.usernames_removed, &plan.usernames_added).into_iter(),
     );
     pairs(
-        &mut inv,
+        &mut cmd,
         removals(&plan.phones_removed, &plan.phones_added).into_iter(),
     );
-    inv.arg(plan.rows.len());
+    cmd.arg(plan.rows.len());
+    let mut record = Vec::with_capacity(256);
     for row in &plan.rows {
-        inv.arg(row.id.marked()).arg(encode_peer(row));
+        record.clear();
+        encode_peer_into(row, &mut record);
+        cmd.arg(row.id.marked()).arg(record.as_slice());
     }
     for added in [&plan.usernames_added, &plan.phones_added] {
         pairs(
-            &mut inv,
+            &mut cmd,
             added.iter().map(|(k, id)| (k.as_str(), id.marked())),
         );
     }
-    match store.invoke::<Value>(Access::Write, &inv).await? {
+    match store
+        .eval::<Value>(Access::Write, &scripts::PEER_APPLY, &cmd)
+        .await?
+    {
         Value::Int(1) => Ok(Applied::Written),
+        Value::Int(2) if ask => Ok(Applied::AsPlanned(batch.plan(plan.rows))),
         Value::Int(0) => Err(Error::session_not_found(session)),
         Value::Array(items) => Ok(Applied::Moved(context_from(
             store,
@@ -224,8 +269,20 @@ pub(crate) async fn cache_peers(
             return Ok(());
         }
         let planned_from_stored = digest.is_some();
-        match apply(store, session, batch, digest.as_deref(), &plan).await? {
+        match apply(store, session, batch, digest.as_deref(), plan).await? {
             Applied::Written => return Ok(()),
+            // The stored context is the one `plan` writes: the batch's ids
+            // hold its rows and nothing else owns the batch's usernames and
+            // phones. `replanned` is the batch planned on exactly that;
+            // usually it changes nothing (the batch is cached already), and
+            // there is nothing to send. Otherwise load the context with its
+            // digest and go on from there.
+            Applied::AsPlanned(replanned) => {
+                if replanned.is_empty() {
+                    return Ok(());
+                }
+                context = Some(load(store, session, batch).await?);
+            }
             // The batch touches stored peers: plan from them at once.
             Applied::Moved(now) if !planned_from_stored => context = Some(now),
             // Another writer changed them in between. The first time, plan

@@ -245,31 +245,59 @@ return {{1, sum, ctx.rows, ctx.extra_rows}}
     ))
 });
 
+/// Whether the context read is the one a plan computed from an empty
+/// context leaves behind: each id's record is the one the plan writes for
+/// it, and each username key and phone is owned by the id the plan gives it.
+/// `a` is where the plan starts in ARGV; the caller sends the flag asking
+/// for this only when the plan's rows, added usernames and added phones are
+/// the context's ids, keys and phones in the same order (and it removes
+/// nothing), so entry `i` of each list pairs with entry `i` of the context.
+const AS_PLANNED: &str = r"
+local function as_planned(ctx, a)
+  a = a + 1 + 2 * tonumber(ARGV[a])
+  a = a + 1 + 2 * tonumber(ARGV[a])
+  for _, list in ipairs({ctx.rows, ctx.key_owners, ctx.phone_owners}) do
+    local n = tonumber(ARGV[a])
+    if n ~= #list then return false end
+    for i = 1, n do
+      if list[i] ~= ARGV[a + 2 * i] then return false end
+    end
+    a = a + 1 + 2 * n
+  end
+  return true
+end
+";
+
 /// Applies a `PeerPlan` if its context is what the plan was computed from.
 ///
 /// KEYS: meta, peers, uname, phone. ARGV[1]: the digest `PEER_CONTEXT`
 /// answered, or '' for a plan computed from an empty context (none of the
-/// ids stored, none of the keys and phones owned); then the context; then
+/// ids stored, none of the keys and phones owned); ARGV[2]: '1' to ask, for
+/// a plan computed from an empty context, whether the context is the one
+/// that plan writes (see `AS_PLANNED`), else '0'; then the context; then
 /// the plan: n, (username key, id)... removed; n, (phone, id)... removed; n,
 /// (id, record)... rows; n, (username key, id)... added; n, (phone, id)...
 /// added. Removed entries are deleted only while they still name that id.
 /// Returns 0 if the session is missing, 1 when applied, and otherwise,
-/// writing nothing, the context as it is now: {digest, records of the ids,
+/// writing nothing: 2 when asked and the context is the one the plan
+/// writes, else the context as it is now: {digest, records of the ids,
 /// records of the other owners} (as `PEER_CONTEXT` answers), when a plan
 /// that assumed an empty context met one that is not, or the digest of the
 /// context changed.
 pub(crate) static PEER_APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{CONTEXT}{FILL}
+        r"{CONTEXT}{AS_PLANNED}{FILL}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local ctx, a = context(2, KEYS[2], KEYS[3], KEYS[4])
-local moved = false
+local ctx, a = context(3, KEYS[2], KEYS[3], KEYS[4])
 if ARGV[1] == '' then
-  moved = any_stored(ctx)
+  if any_stored(ctx) then
+    if ARGV[2] == '1' and as_planned(ctx, a) then return 2 end
+    return {{digest(ctx), ctx.rows, ctx.extra_rows}}
+  end
 else
-  moved = digest(ctx) ~= ARGV[1]
+  local now = digest(ctx)
+  if now ~= ARGV[1] then return {{now, ctx.rows, ctx.extra_rows}} end
 end
-if moved then return {{digest(ctx), ctx.rows, ctx.extra_rows}} end
 for _, index in ipairs({{KEYS[3], KEYS[4]}}) do
   local n = tonumber(ARGV[a])
   a = a + 1
@@ -287,6 +315,19 @@ return 1
 "
     ))
 });
+
+/// An `EVALSHA` of `script` on `keys`, to which the caller appends ARGV.
+/// Built straight into one command buffer (a `ScriptInvocation` keeps every
+/// argument in an allocation of its own, then copies them all into one);
+/// [`RedisStore::eval`](crate::store::RedisStore::eval) sends it.
+pub(crate) fn call<K: AsRef<[u8]>>(script: &Script, keys: &[K]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        cmd.arg(key.as_ref());
+    }
+    cmd
+}
 
 /// Looks a peer up through an index hash.
 ///

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ScriptInvocation, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Script, ScriptInvocation, Value};
 use session_core::backend::{decide_release, import_times};
 use session_core::{
     Capabilities, ChannelsWrite, DcOption, Error, HeaderWrite, ImportMode, LeaseInfo, LeaseRequest,
@@ -198,6 +198,28 @@ impl RedisStore {
     ) -> Result<T> {
         let mut live = self.live().await?;
         let result = invocation.invoke_async(&mut live.connection).await;
+        self.settle(live.generation, result, access)
+    }
+
+    /// Sends an `EVALSHA` built by [`scripts::call`] for `script`, loading
+    /// the script and sending it again when the server does not have it
+    /// (as [`ScriptInvocation`] does).
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        access: Access,
+        script: &Script,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let mut live = self.live().await?;
+        let mut result = cmd.query_async(&mut live.connection).await;
+        if let Err(err) = &result
+            && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            result = match script.load_async(&mut live.connection).await {
+                Ok(_) => cmd.query_async(&mut live.connection).await,
+                Err(err) => Err(err),
+            };
+        }
         self.settle(live.generation, result, access)
     }
 

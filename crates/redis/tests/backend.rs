@@ -898,3 +898,77 @@ async fn keys_written_by_the_previous_version_read_and_update() {
     })
     .await;
 }
+
+/// A batch whose peers are stored already is answered in one round trip
+/// when the stored records are the bytes this build writes; records in
+/// another encoding of the same peers (e.g. keys in insertion order, as a
+/// build of serde_json with `preserve_order` writes them) are planned from
+/// what is stored instead. Either way the hashes end as core's reference
+/// says, including when the batch then changes a peer and moves a username.
+#[tokio::test]
+async fn batches_over_stored_peers_in_any_encoding_apply_as_planned() {
+    scoped(|store, prefix| async move {
+        let session = store.open("s").await.expect("create");
+        let peers: Vec<Peer> = (1..=20)
+            .map(|i| {
+                Peer::new(PeerId::user(i).expect("id"))
+                    .with_kind(PeerKind::User)
+                    .with_hash(i * 7)
+                    .with_username(format!("user{i}"))
+                    .with_phone(format!("555{i}"))
+                    .with_name(format!("Peer {i}"))
+            })
+            .collect();
+        let mut table = PeerTable::default();
+        for peer in PeerBatch::new(&peers).expect("valid").peers() {
+            table.upsert(peer);
+        }
+        session.cache_peers(&peers).await.expect("new peers");
+        assert_stored_as(&prefix, "s", &table, "new peers").await;
+        let before = raw_hash(&session_key(&prefix, "s", "peers")).await;
+        session.cache_peers(&peers).await.expect("the same again");
+        assert_eq!(
+            raw_hash(&session_key(&prefix, "s", "peers")).await,
+            before,
+            "nothing rewritten"
+        );
+        // The same peers, stored in another key order.
+        let key = session_key(&prefix, "s", "peers");
+        for peer in table.iter() {
+            let id = peer.id.marked();
+            let hash = peer.access_hash.expect("hash").value;
+            let name = peer.name.clone().expect("name");
+            let phone = peer.phone.clone().expect("phone");
+            let username = &peer.usernames.as_ref().expect("usernames")[0];
+            let raw = format!(
+                "{{\"i\":\"{id}\",\"t\":1,\"h\":\"{hash}\",\"m\":false,\"u\":[\"{username}\"],\
+                 \"k\":[\"{username}\"],\"p\":\"{phone}\",\"n\":\"{name}\"}}"
+            );
+            redis_set(&key, Some(id.to_string().as_bytes()), raw.as_bytes()).await;
+        }
+        session
+            .cache_peers(&peers)
+            .await
+            .expect("over another encoding");
+        assert_stored_as(&prefix, "s", &table, "over another encoding").await;
+        // A changed batch: peer 3 renamed, peer 4 takes user5 from peer 5.
+        let changed = vec![
+            peers[2].clone().with_name("Renamed"),
+            Peer::new(PeerId::user(4).expect("id")).with_username("user5"),
+        ];
+        for peer in PeerBatch::new(&changed).expect("valid").peers() {
+            table.upsert(peer);
+        }
+        session.cache_peers(&changed).await.expect("changed");
+        assert_stored_as(&prefix, "s", &table, "changed").await;
+        session
+            .cache_peers(&peers)
+            .await
+            .expect("the first batch again");
+        for peer in PeerBatch::new(&peers).expect("valid").peers() {
+            table.upsert(peer);
+        }
+        assert_stored_as(&prefix, "s", &table, "the first batch again").await;
+    })
+    .await;
+}
