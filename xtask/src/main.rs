@@ -22,7 +22,7 @@ commands:
   bench      start the services and run every backend's criterion benchmarks
              (extra arguments go to `cargo bench`, e.g. `-- --quick`)
   bench --compare [--backends a,b] [--repeat N] [--peers N] [--open-peers N]
-                  [--scale 1000,100000,1000000|none]
+                  [--scale 1000,100000,1000000|none] [--scale-backends a,b]
              measure every store beside its raw engine doing the same work in
              one run, then the scale check (lookups and opening at each peer
              count); writes docs/bench/RESULTS.md and docs/bench/ratios.svg

@@ -1185,3 +1185,85 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
     out.push(Measure::new(LABEL, LOOKUP_ID, "grammers", runs));
     Ok(out)
 }
+
+/// The raw engine's lookups by id at `n` peers, for the scale check of the
+/// embedded engines (rusqlite, sled with its default cache): ops/s per run
+/// over `ids` (at most `max_ops` of them, or about `run_time`).
+pub(crate) fn scale_lookups(
+    backend: &str,
+    n: i64,
+    dir: &Path,
+    repeat: usize,
+    ids: &[i64],
+    run_time: std::time::Duration,
+) -> Result<Option<Vec<f64>>, String> {
+    let timed = |get: &mut dyn FnMut(i64) -> Result<(), String>| -> Result<f64, String> {
+        let started = Instant::now();
+        let mut done = 0;
+        for id in ids {
+            get(*id)?;
+            done += 1;
+            if started.elapsed() >= run_time {
+                break;
+            }
+        }
+        Ok(rate(done, started))
+    };
+    match backend {
+        "sqlite" => {
+            let path = dir.join(format!("raw-scale-{n}.sqlite"));
+            let mut conn = sqlite_open(&path, "OFF").map_err(err)?;
+            for batch in rows(n).chunks(5_000) {
+                sqlite_upsert(&mut conn, 1, batch).map_err(err)?;
+            }
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, \
+                         p.name, p.last_seen FROM peers p WHERE p.session = 1 AND p.id = ?1",
+                    )
+                    .map_err(err)?;
+                runs.push(timed(&mut |id| {
+                    let found: (i64, Option<String>) = stmt
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(5)?)))
+                        .map_err(err)?;
+                    std::hint::black_box(found);
+                    Ok(())
+                })?);
+            }
+            drop(conn);
+            let _ = std::fs::remove_file(&path);
+            Ok(Some(runs))
+        }
+        "sled" => {
+            let path = dir.join(format!("raw-scale-{n}.sled"));
+            let db = sled::open(&path).map_err(err)?;
+            let peers = db.open_tree("peers").map_err(err)?;
+            let key = |id: i64| {
+                let mut k = vec![1u8];
+                k.extend_from_slice(&id.to_be_bytes());
+                k
+            };
+            for chunk in rows(n).chunks(5_000) {
+                let mut batch = sled::Batch::default();
+                for r in chunk {
+                    batch.insert(key(r.id), encoded(r).as_bytes());
+                }
+                peers.apply_batch(batch).map_err(err)?;
+            }
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                runs.push(timed(&mut |id| {
+                    let value = peers.get(key(id)).map_err(err)?.ok_or("missing")?;
+                    std::hint::black_box(value);
+                    Ok(())
+                })?);
+            }
+            drop((peers, db));
+            let _ = std::fs::remove_dir_all(&path);
+            Ok(Some(runs))
+        }
+        _ => Ok(None),
+    }
+}

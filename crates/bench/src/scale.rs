@@ -45,7 +45,12 @@ fn url(backend: &str, config: &Config, dir: &std::path::Path) -> Result<String, 
     Ok(match backend {
         "memory" => "memory:".to_owned(),
         "sqlite" => format!("sqlite:{}", dir.join("scale.sqlite").display()),
-        "sled" => format!("sled:{}", dir.join("scale.sled").display()),
+        // sled's own default page cache (the raw engine's), not the store's
+        // 64 MiB: a million peers and their indexes outgrow the latter.
+        "sled" => format!(
+            "sled:{}?cache_bytes=1073741824",
+            dir.join("scale.sled").display()
+        ),
         "redis" => with_option(&config.redis_url, "prefix=mtsession-bench-scale"),
         "postgres" => with_option(&config.postgres_url, "table_prefix=benchscale_"),
         "mysql" => with_option(&config.mysql_url, "table_prefix=benchscale_"),
@@ -102,9 +107,9 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
         store.flush().await.map_err(err)?;
         let session = store.session(&name).map_err(err)?;
         let ids: Vec<i64> = shuffled(n).into_iter().take(MAX_OPS).collect();
-        let mut point = |workload: &'static str, runs: Vec<f64>| {
+        let mut point = |label: &str, workload: &'static str, runs: Vec<f64>| {
             out.push(Point {
-                backend: backend.to_owned(),
+                backend: label.to_owned(),
                 workload,
                 peers: n,
                 runs,
@@ -129,7 +134,12 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
                 .await?,
             );
         }
-        point(LOOKUP_ID, runs);
+        point(backend, LOOKUP_ID, runs);
+        if let Some(runs) =
+            crate::raw::scale_lookups(backend, n, dir.path(), config.repeat, &ids, RUN_TIME)?
+        {
+            point(&format!("{backend} (raw engine)"), LOOKUP_ID, runs);
+        }
         let mut runs = Vec::new();
         for _ in 0..config.repeat {
             runs.push(
@@ -148,7 +158,7 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
                 .await?,
             );
         }
-        point(LOOKUP_USERNAME, runs);
+        point(backend, LOOKUP_USERNAME, runs);
         let mut runs = Vec::new();
         for _ in 0..config.repeat {
             runs.push(
@@ -167,7 +177,7 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
                 .await?,
             );
         }
-        point(LOOKUP_PHONE, runs);
+        point(backend, LOOKUP_PHONE, runs);
         drop(session);
         drop(store);
         if backend != "memory" {
@@ -193,7 +203,7 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
                     .await?,
                 );
             }
-            point(OPEN, runs);
+            point(backend, OPEN, runs);
         }
         let store = mtsession::open(&url).await.map_err(err)?;
         store.delete(&name).await.map_err(err)?;
