@@ -309,8 +309,10 @@ impl PeerSql {
             return vec![q.build()];
         }
         let mut statements = Vec::new();
-        // Three key lists share the statement's parameters.
-        let per = (rows_per_statement(self.engine, 1) / 3)
+        // Three key lists share the statement's parameters (on MySQL, the
+        // ids come three times: see `mysql_context`).
+        let lists = if self.engine == Engine::MySql { 5 } else { 3 };
+        let per = (rows_per_statement(self.engine, 1) / lists)
             .saturating_sub(4)
             .max(1);
         let chunks = ids
@@ -344,6 +346,14 @@ impl PeerSql {
     /// index and selects whole rows: when a branch reads only indexed
     /// columns, MariaDB prefers walking the session in the index to seeking
     /// a list longer than its statistics say the session is.
+    ///
+    /// The owners of keys and phones that are among the ids are left out of
+    /// the other branches (the ids branch reads them): each stored peer of
+    /// the batch is read once, not three times (MariaDB 10.11, a batch of
+    /// 100 stored peers: 1.3 ms instead of 2.0 ms on the server). The id
+    /// is compared as `id + 0` so that the list filters the rows the seek
+    /// found instead of joining the seek (the phone index ends with the
+    /// id, and phones × ids made 10 000 ranges, 12 times slower).
     fn mysql_context(
         &self,
         session: &str,
@@ -391,6 +401,11 @@ impl PeerSql {
                 .push(" AND k.username_lower IN (")
                 .bind_list(keys.iter().cloned())
                 .push(")");
+            if !ids.is_empty() {
+                q.push(" AND k.peer_id + 0 NOT IN (")
+                    .bind_list(ids.iter().copied())
+                    .push(")");
+            }
         }
         if !phones.is_empty() {
             branch(
@@ -403,6 +418,11 @@ impl PeerSql {
                 .push(" AND p.phone IN (")
                 .bind_list(phones.iter().cloned())
                 .push(")");
+            if !ids.is_empty() {
+                q.push(" AND p.id + 0 NOT IN (")
+                    .bind_list(ids.iter().copied())
+                    .push(")");
+            }
         }
         q
     }
