@@ -309,7 +309,9 @@ pub(crate) fn write(
          keep), the `{MEMORY_LEAN}` rows the same information as grammers. Both sides of the \
          MongoDB rows write with `retryWrites=false` (unless the URL sets it); `cargo xtask \
          bench` runs them against SecantusDB, a MongoDB-wire server, where no mongod is \
-         installed, so they say little about a production MongoDB.\n\n![ratios](ratios.svg)\n\n{}\n",
+         installed, so they say little about a production MongoDB. The PostgreSQL \
+         and MySQL tables of both sides are `ANALYZE`d before they are measured (the \
+         test server runs without autovacuum; a plan made while a table was empty scans it).\n\n![ratios](ratios.svg)\n\n{}\n",
         config.repeat,
         config.peers,
         config.open_peers,

@@ -460,6 +460,7 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                 &config.mysql_url
             };
             let url = with_option(base, "table_prefix=bench_");
+            prime_statistics(backend, base, &url, config).await?;
             out.extend(
                 store_side(
                     &StoreSide {
@@ -492,6 +493,47 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
         other => return Err(format!("unknown backend {other:?}")),
     }
     Ok(out)
+}
+
+/// Gives the planner statistics for the store's tables before they are
+/// measured, as the raw side has for its own: loads a session of
+/// `config.peers` peers, runs `ANALYZE` (autovacuum is off on the test
+/// server, and a plan made while a table was empty scans it) and deletes it.
+async fn prime_statistics(
+    backend: &str,
+    base: &str,
+    url: &str,
+    config: &Config,
+) -> Result<(), String> {
+    use sqlx::Connection as _;
+    let store = mtsession::open(url).await.map_err(err)?;
+    let _ = store.delete("bench-warm-up").await;
+    let session = store.open("bench-warm-up").await.map_err(err)?;
+    let all: Vec<Peer> = (FIRST_ID..FIRST_ID + config.peers).map(peer).collect();
+    for batch in all.chunks(1_000) {
+        session.cache_peers(batch).await.map_err(err)?;
+    }
+    if backend == "postgres" {
+        let mut conn = sqlx::PgConnection::connect(base).await.map_err(err)?;
+        sqlx::query(
+            "ANALYZE bench_sessions, bench_peers, bench_peer_usernames, bench_dc_options, \
+             bench_channel_pts, bench_sent_files",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(err)?;
+    } else {
+        let mut conn = sqlx::MySqlConnection::connect(base).await.map_err(err)?;
+        sqlx::query(
+            "ANALYZE TABLE bench_sessions, bench_peers, bench_peer_usernames, \
+             bench_dc_options, bench_channel_pts, bench_sent_files",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(err)?;
+    }
+    store.delete("bench-warm-up").await.map_err(err)?;
+    Ok(())
 }
 
 /// `url` with one more query option.
