@@ -3,19 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use mtsession::{AuthKey, Peer, PeerId, Store};
+use mtsession::PeerId;
 
 use crate::Config;
-use crate::workload::{
-    FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, peer, shuffled, with_option,
-};
+use crate::workload::{LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, shuffled, with_option};
 
 /// At most this many operations per timed run...
 const MAX_OPS: usize = 10_000;
 /// ...and at most about this long.
 const RUN_TIME: Duration = Duration::from_secs(2);
-/// Peers per batch when the session is filled.
-const FILL_BATCH: usize = 5_000;
 
 /// One workload of one backend at one peer count.
 #[derive(Clone, Debug)]
@@ -77,23 +73,6 @@ where
     Ok(done as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
-/// Fills session `name` of `store` with `n` workload peers and a home key.
-async fn fill(store: &Store, name: &str, n: i64) -> Result<(), String> {
-    let _ = store.delete(name).await;
-    let session = store.open(name).await.map_err(err)?;
-    let mut id = FIRST_ID;
-    while id < FIRST_ID + n {
-        let end = (id + FILL_BATCH as i64).min(FIRST_ID + n);
-        let batch: Vec<Peer> = (id..end).map(peer).collect();
-        session.cache_peers(&batch).await.map_err(err)?;
-        id = end;
-    }
-    session
-        .set_auth_key(2, Some(AuthKey::new([7; 256])))
-        .await
-        .map_err(err)
-}
-
 /// The scale check of one backend at every count of `config.scale`.
 pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, String> {
     let dir = tempfile::tempdir().map_err(err)?;
@@ -103,7 +82,7 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
         eprintln!("mtsession-bench: {backend} at {n} peers");
         let store = mtsession::open(&url).await.map_err(err)?;
         let name = format!("bench-scale-{n}");
-        fill(&store, &name, n).await?;
+        crate::workload::fill(&store, &name, n).await?;
         store.flush().await.map_err(err)?;
         let session = store.session(&name).map_err(err)?;
         let ids: Vec<i64> = shuffled(n).into_iter().take(MAX_OPS).collect();

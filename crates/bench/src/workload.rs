@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use mtsession::{AuthKey, Peer, PeerId, PeerKind, Store, UpdateStateChange};
+use mtsession::{AuthKey, Peer, PeerId, PeerKind, Session, Store, UpdateStateChange};
 
 use crate::Config;
 use crate::raw;
@@ -57,60 +57,18 @@ pub(crate) async fn memory_lean(config: &Config) -> Result<Vec<Measure>, String>
     let store = mtsession::open("memory:").await.map_err(err)?;
     let all: Vec<Peer> = (FIRST_ID..FIRST_ID + config.peers).map(lean_peer).collect();
     let mut out = Vec::new();
-    let mut round = 0;
-    let runs = measure(config.repeat, || {
-        round += 1;
-        let (store, all) = (store.clone(), &all);
-        async move {
-            let name = format!("lean-{round}");
-            let session = store.open(&name).await.map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                session.cache_peers(batch).await.map_err(err)?;
-            }
-            let ops = rate(all.len(), started);
-            store.delete(&name).await.map_err(err)?;
-            Ok(ops)
-        }
-    })
-    .await?;
+    let runs = upsert_new_runs(&store, &all, config.repeat).await?;
     out.push(Measure::new(MEMORY_LEAN, UPSERT_NEW, "mtsession", runs));
     let session = store.open("lean").await.map_err(err)?;
     session.cache_peers(&all).await.map_err(err)?;
-    let runs = measure(config.repeat, || {
-        let (session, all) = (session.clone(), &all);
-        async move {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                session.cache_peers(batch).await.map_err(err)?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
-    .await?;
+    let runs = upsert_existing_runs(&session, &all, config.repeat).await?;
     out.push(Measure::new(
         MEMORY_LEAN,
         UPSERT_EXISTING,
         "mtsession",
         runs,
     ));
-    let ids = shuffled(config.peers);
-    let runs = measure(config.repeat, || {
-        let (session, ids) = (session.clone(), &ids);
-        async move {
-            let started = Instant::now();
-            for id in ids {
-                let id = PeerId::user(*id).map_err(err)?;
-                session
-                    .peer(id)
-                    .await
-                    .map_err(err)?
-                    .ok_or("a peer is missing")?;
-            }
-            Ok(rate(ids.len(), started))
-        }
-    })
-    .await?;
+    let runs = lookup_by_id_runs(&session, &shuffled(config.peers), config.repeat).await?;
     out.push(Measure::new(MEMORY_LEAN, LOOKUP_ID, "mtsession", runs));
     Ok(out)
 }
@@ -183,25 +141,7 @@ pub(crate) async fn store_side(
     let n = config.peers;
     let all: Vec<Peer> = (FIRST_ID..FIRST_ID + n).map(peer).collect();
     if side.all {
-        let mut round = 0;
-        let runs = measure(config.repeat, || {
-            round += 1;
-            let store = store.clone();
-            let all = &all;
-            async move {
-                let name = format!("bench-upsert-{round}");
-                let _ = store.delete(&name).await;
-                let session = store.open(&name).await.map_err(err)?;
-                let started = Instant::now();
-                for batch in all.chunks(BATCH) {
-                    session.cache_peers(batch).await.map_err(err)?;
-                }
-                let ops = rate(all.len(), started);
-                store.delete(&name).await.map_err(err)?;
-                Ok(ops)
-            }
-        })
-        .await?;
+        let runs = upsert_new_runs(&store, &all, config.repeat).await?;
         out.push(Measure::new(label, UPSERT_NEW, "mtsession", runs));
 
         let _ = store.delete("bench-lookups").await;
@@ -213,38 +153,11 @@ pub(crate) async fn store_side(
             .set_auth_key(2, Some(AuthKey::new([7; 256])))
             .await
             .map_err(err)?;
-        let runs = measure(config.repeat, || {
-            let session = session.clone();
-            let all = &all;
-            async move {
-                let started = Instant::now();
-                for batch in all.chunks(BATCH) {
-                    session.cache_peers(batch).await.map_err(err)?;
-                }
-                Ok(rate(all.len(), started))
-            }
-        })
-        .await?;
+        let runs = upsert_existing_runs(&session, &all, config.repeat).await?;
         out.push(Measure::new(label, UPSERT_EXISTING, "mtsession", runs));
 
         let ids = shuffled(n);
-        let runs = measure(config.repeat, || {
-            let session = session.clone();
-            let ids = &ids;
-            async move {
-                let started = Instant::now();
-                for id in ids {
-                    let id = PeerId::user(*id).map_err(err)?;
-                    session
-                        .peer(id)
-                        .await
-                        .map_err(err)?
-                        .ok_or("a peer is missing")?;
-                }
-                Ok(rate(ids.len(), started))
-            }
-        })
-        .await?;
+        let runs = lookup_by_id_runs(&session, &ids, config.repeat).await?;
         out.push(Measure::new(label, LOOKUP_ID, "mtsession", runs));
         let runs = measure(config.repeat, || {
             let session = session.clone();
@@ -345,8 +258,14 @@ async fn prepare_open_store(store: &Store, peers: i64) -> Result<(), String> {
     {
         return Ok(());
     }
-    let _ = store.delete("bench-open").await;
-    let session = store.open("bench-open").await.map_err(err)?;
+    fill(store, "bench-open", peers).await
+}
+
+/// Session `name` of `store`, made afresh with `peers` workload peers (in
+/// batches of 5 000) and a home key.
+pub(crate) async fn fill(store: &Store, name: &str, peers: i64) -> Result<(), String> {
+    let _ = store.delete(name).await;
+    let session = store.open(name).await.map_err(err)?;
     let mut id = FIRST_ID;
     while id < FIRST_ID + peers {
         let end = (id + 5_000).min(FIRST_ID + peers);
@@ -358,6 +277,64 @@ async fn prepare_open_store(store: &Store, peers: i64) -> Result<(), String> {
         .set_auth_key(2, Some(AuthKey::new([7; 256])))
         .await
         .map_err(err)
+}
+
+/// Runs of batch upserts of `all` into a new session of `store` each time.
+async fn upsert_new_runs(store: &Store, all: &[Peer], repeat: usize) -> Result<Vec<f64>, String> {
+    let mut round = 0;
+    measure(repeat, || {
+        round += 1;
+        async move {
+            let name = format!("bench-upsert-{round}");
+            let _ = store.delete(&name).await;
+            let session = store.open(&name).await.map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session.cache_peers(batch).await.map_err(err)?;
+            }
+            let ops = rate(all.len(), started);
+            store.delete(&name).await.map_err(err)?;
+            Ok(ops)
+        }
+    })
+    .await
+}
+
+/// Runs of batch upserts of `all` into `session`, which holds them.
+async fn upsert_existing_runs(
+    session: &Session,
+    all: &[Peer],
+    repeat: usize,
+) -> Result<Vec<f64>, String> {
+    measure(repeat, || async move {
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            session.cache_peers(batch).await.map_err(err)?;
+        }
+        Ok(rate(all.len(), started))
+    })
+    .await
+}
+
+/// Runs of lookups by id of `ids` in `session`.
+async fn lookup_by_id_runs(
+    session: &Session,
+    ids: &[i64],
+    repeat: usize,
+) -> Result<Vec<f64>, String> {
+    measure(repeat, || async move {
+        let started = Instant::now();
+        for id in ids {
+            let id = PeerId::user(*id).map_err(err)?;
+            session
+                .peer(id)
+                .await
+                .map_err(err)?
+                .ok_or("a peer is missing")?;
+        }
+        Ok(rate(ids.len(), started))
+    })
+    .await
 }
 
 /// Measures one backend: the mtsession store and the raw engine.
