@@ -561,9 +561,8 @@ impl Peer {
     /// spelling wins).
     fn clean_usernames(&self, list: &[String]) -> Result<Vec<String>> {
         let mut clean: Vec<String> = Vec::with_capacity(list.len());
-        // Keys seen so far; a short list is searched, a long one hashed.
+        // Lookup keys seen so far (a single username needs none).
         let mut seen = std::collections::HashSet::new();
-        let mut keys: Vec<String> = Vec::new();
         for username in list {
             let trimmed = username.strip_prefix('@').unwrap_or(username);
             if trimmed.is_empty() {
@@ -578,17 +577,7 @@ impl Peer {
                     trimmed.len()
                 )));
             }
-            let fresh = if list.len() == 1 {
-                true
-            } else if list.len() <= 8 {
-                let key = normalize_username(trimmed);
-                let fresh = !keys.contains(&key);
-                keys.push(key);
-                fresh
-            } else {
-                seen.insert(normalize_username(trimmed))
-            };
-            if fresh {
+            if list.len() == 1 || seen.insert(normalize_username(trimmed)) {
                 clean.push(trimmed.to_owned());
             }
         }

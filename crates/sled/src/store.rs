@@ -431,9 +431,10 @@ impl Inner {
     }
 
     /// Flushes sled's log and `fdatasync`s it (see [`sync_log`]), as
-    /// blocking work ([`session_core::blocking::run`]). (sled's own `flush_async` runs on sled's I/O pool and,
-    /// with many concurrent callers, can occupy every thread of it waiting for
-    /// log writes that need one of those threads.)
+    /// blocking work ([`session_core::blocking::run`]). (sled's own
+    /// `flush_async` runs on sled's I/O pool and, with many concurrent
+    /// callers, can occupy every thread of it waiting for log writes that
+    /// need one of those threads.)
     async fn flush(&self) -> Result<()> {
         let Some(log) = &self.log else {
             return Ok(());
@@ -1330,10 +1331,8 @@ impl SessionBackend for SledStore {
         // value the peer had while the session existed, so the record need
         // not be read again to rule out a write half-done (`read` does that
         // for reads of several keys).
-        tokio::task::coop::consume_budget().await;
-        let inner = &*self.inner;
-        let record = inner.record(session)?;
-        inner.peer(&prefix(session, record.generation), id)
+        let record = self.record(session).await?;
+        self.inner.peer(&prefix(session, record.generation), id)
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
