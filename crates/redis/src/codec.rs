@@ -9,6 +9,7 @@
 //!   (i64 BE) | access hash (i64 BE).
 //! - Everything else: decimal text.
 
+use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
 
@@ -279,21 +280,8 @@ fn quoted_int(out: &mut Vec<u8>, n: i64) {
 
 /// `n` in decimal, as `i64::to_string` writes it.
 fn decimal_into(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
+    // Writing into a `Vec` cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 fn string_list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>) {
