@@ -157,6 +157,12 @@ fn main() {
         }
     };
     let started = std::time::Instant::now();
+    let write_report = |measures: &[Measure], points: &[scale::Point]| {
+        if let Err(e) = report::write(&config, measures, points, started.elapsed()) {
+            eprintln!("mtsession-bench: cannot write the report: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut measures: Vec<Measure> = Vec::new();
     let mut failures = Vec::new();
     for backend in &config.backends {
@@ -170,10 +176,7 @@ fn main() {
         }
         // Written after every backend, so that a run stopped during a slow
         // one keeps what the others measured; the last write is the report.
-        if let Err(e) = report::write(&config, &measures, &[], started.elapsed()) {
-            eprintln!("mtsession-bench: cannot write the report: {e}");
-            std::process::exit(1);
-        }
+        write_report(&measures, &[]);
     }
     let mut points = Vec::new();
     if !config.scale.is_empty() {
@@ -195,10 +198,7 @@ fn main() {
                     failures.push(format!("{backend} scale check: {e}"));
                 }
             }
-            if let Err(e) = report::write(&config, &measures, &points, started.elapsed()) {
-                eprintln!("mtsession-bench: cannot write the report: {e}");
-                std::process::exit(1);
-            }
+            write_report(&measures, &points);
         }
     }
     println!("{}", report::table(&measures));

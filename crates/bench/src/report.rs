@@ -46,8 +46,7 @@ impl Measure {
     }
 
     pub(crate) fn median(&self) -> f64 {
-        let runs = self.sorted();
-        runs.get(runs.len() / 2).copied().unwrap_or(0.0)
+        median(&self.runs)
     }
 
     fn range(&self) -> String {
@@ -57,6 +56,13 @@ impl Measure {
             _ => "-".to_owned(),
         }
     }
+}
+
+/// The median of `runs` (the upper one of an even count); 0 for none.
+pub(crate) fn median(runs: &[f64]) -> f64 {
+    let mut runs = runs.to_vec();
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Ops/s in a short form: 1.2M, 34.5k, 812.

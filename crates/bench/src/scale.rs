@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use mtsession::PeerId;
 
 use crate::Config;
-use crate::workload::{LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, shuffled, with_option};
+use crate::workload::{
+    LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, err, rate, shuffled, with_option,
+};
 
 /// At most this many operations per timed run...
 const MAX_OPS: usize = 10_000;
@@ -25,14 +27,8 @@ pub(crate) struct Point {
 
 impl Point {
     pub(crate) fn median(&self) -> f64 {
-        let mut runs = self.runs.clone();
-        runs.sort_by(f64::total_cmp);
-        runs.get(runs.len() / 2).copied().unwrap_or(0.0)
+        crate::report::median(&self.runs)
     }
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
 }
 
 /// The URL the scale check opens for `backend` (a file under `dir` for the
@@ -55,22 +51,27 @@ fn url(backend: &str, config: &Config, dir: &std::path::Path) -> Result<String, 
     })
 }
 
-/// Runs `op` over `items` until they run out or [`RUN_TIME`] passes; ops/s.
-async fn timed<T, F, Fut>(items: &[T], mut op: F) -> Result<f64, String>
+/// `repeat` runs of `op` over `items`, each until they run out (at most
+/// [`MAX_OPS`]) or [`RUN_TIME`] passes; ops/s of each run.
+async fn timed_runs<T, F, Fut>(repeat: usize, items: &[T], mut op: F) -> Result<Vec<f64>, String>
 where
     F: FnMut(&T) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let started = Instant::now();
-    let mut done = 0;
-    for item in items.iter().take(MAX_OPS) {
-        op(item).await?;
-        done += 1;
-        if started.elapsed() >= RUN_TIME {
-            break;
+    let mut runs = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let mut done = 0;
+        for item in items.iter().take(MAX_OPS) {
+            op(item).await?;
+            done += 1;
+            if started.elapsed() >= RUN_TIME {
+                break;
+            }
         }
+        runs.push(rate(done, started));
     }
-    Ok(done as f64 / started.elapsed().as_secs_f64().max(1e-9))
+    Ok(runs)
 }
 
 /// The scale check of one backend at every count of `config.scale`.
@@ -94,94 +95,71 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
                 runs,
             });
         };
-        let mut runs = Vec::new();
-        for _ in 0..config.repeat {
-            runs.push(
-                timed(&ids, |id| {
-                    let session = session.clone();
-                    let id = *id;
-                    async move {
-                        let id = PeerId::user(id).map_err(err)?;
-                        session
-                            .peer(id)
-                            .await
-                            .map_err(err)?
-                            .ok_or("a peer is missing")?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-        }
+        let runs = timed_runs(config.repeat, &ids, |id| {
+            let (session, id) = (session.clone(), *id);
+            async move {
+                let id = PeerId::user(id).map_err(err)?;
+                session
+                    .peer(id)
+                    .await
+                    .map_err(err)?
+                    .ok_or("a peer is missing")?;
+                Ok(())
+            }
+        })
+        .await?;
         point(backend, LOOKUP_ID, runs);
         if let Some(runs) =
             crate::raw::scale_lookups(backend, n, dir.path(), config.repeat, &ids, RUN_TIME)?
         {
             point(&format!("{backend} (raw engine)"), LOOKUP_ID, runs);
         }
-        let mut runs = Vec::new();
-        for _ in 0..config.repeat {
-            runs.push(
-                timed(&ids, |id| {
-                    let session = session.clone();
-                    let username = format!("user{id}");
-                    async move {
-                        session
-                            .peer_by_username(&username)
-                            .await
-                            .map_err(err)?
-                            .ok_or("a username is missing")?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-        }
+        let runs = timed_runs(config.repeat, &ids, |id| {
+            let (session, username) = (session.clone(), format!("user{id}"));
+            async move {
+                session
+                    .peer_by_username(&username)
+                    .await
+                    .map_err(err)?
+                    .ok_or("a username is missing")?;
+                Ok(())
+            }
+        })
+        .await?;
         point(backend, LOOKUP_USERNAME, runs);
-        let mut runs = Vec::new();
-        for _ in 0..config.repeat {
-            runs.push(
-                timed(&ids, |id| {
-                    let session = session.clone();
-                    let phone = format!("799900{id}");
-                    async move {
-                        session
-                            .peer_by_phone(&phone)
-                            .await
-                            .map_err(err)?
-                            .ok_or("a phone is missing")?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-        }
+        let runs = timed_runs(config.repeat, &ids, |id| {
+            let (session, phone) = (session.clone(), format!("799900{id}"));
+            async move {
+                session
+                    .peer_by_phone(&phone)
+                    .await
+                    .map_err(err)?
+                    .ok_or("a phone is missing")?;
+                Ok(())
+            }
+        })
+        .await?;
         point(backend, LOOKUP_PHONE, runs);
         drop(session);
         drop(store);
         if backend != "memory" {
             // A memory store opened again is empty: nothing to measure.
             let opens = vec![(); MAX_OPS];
-            let mut runs = Vec::new();
-            for _ in 0..config.repeat {
-                runs.push(
-                    timed(&opens, |()| {
-                        let (url, name) = (url.clone(), name.clone());
-                        async move {
-                            let store = mtsession::open(&url).await.map_err(err)?;
-                            store
-                                .session(&name)
-                                .map_err(err)?
-                                .home_auth_key()
-                                .await
-                                .map_err(err)?
-                                .ok_or("the home key is missing")?;
-                            Ok(())
-                        }
-                    })
-                    .await?,
-                );
-            }
+            let runs = timed_runs(config.repeat, &opens, |()| {
+                let (url, name) = (url.clone(), name.clone());
+                async move {
+                    let store = mtsession::open(&url).await.map_err(err)?;
+                    store
+                        .session(&name)
+                        .map_err(err)?
+                        .home_auth_key()
+                        .await
+                        .map_err(err)?
+                        .ok_or("the home key is missing")?;
+                    Ok(())
+                }
+            })
+            .await?;
             point(backend, OPEN, runs);
         }
         let store = mtsession::open(&url).await.map_err(err)?;

@@ -113,7 +113,7 @@ pub(crate) fn measure_sync(
     (0..repeat).map(|_| f()).collect()
 }
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(crate) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
