@@ -298,6 +298,25 @@ async fn write_stream(
     all
 }
 
+/// Restarts the server, then finds every write numbered in `written` in
+/// `session`, through `store` (which outlived the restart) and through a
+/// store opened afresh.
+async fn all_there_after_a_restart(
+    server: &mut TestServer,
+    store: &Store,
+    session: &str,
+    written: &[i64],
+) {
+    server.restart().await;
+    for store in [store.clone(), open(server).await] {
+        assert_all_there(
+            &store.session(session).expect("name"),
+            written.iter().copied(),
+        )
+        .await;
+    }
+}
+
 /// Makes calls at once until the store's pool holds at least `n` idle
 /// connections (bounded).
 async fn open_idle_connections(store: &Store, sql: &SqlStore, n: usize) {
@@ -346,17 +365,7 @@ async fn killed_server(kind: Kind, test: &str) {
     // The same store works again, and lost nothing.
     check_after_outage(&store, &errors).await;
     let written = write_stream(&store, "alice", 1000, 24, false).await;
-    server.restart().await;
-    assert_all_there(
-        &store.session("alice").expect("name"),
-        written.iter().copied(),
-    )
-    .await;
-    assert_all_there(
-        &open(&server).await.session("alice").expect("name"),
-        written.iter().copied(),
-    )
-    .await;
+    all_there_after_a_restart(&mut server, &store, "alice", &written).await;
 }
 
 async fn frozen_server(kind: Kind, test: &str) {
@@ -401,17 +410,7 @@ async fn frozen_server(kind: Kind, test: &str) {
     // a connection an interrupted call left inside a transaction (its
     // `BEGIN` answered after the thaw). A kill would lose such a write.
     let written = write_stream(&store, "alice", 1000, 60, true).await;
-    server.restart().await;
-    assert_all_there(
-        &store.session("alice").expect("name"),
-        written.iter().copied(),
-    )
-    .await;
-    assert_all_there(
-        &open(&server).await.session("alice").expect("name"),
-        written.iter().copied(),
-    )
-    .await;
+    all_there_after_a_restart(&mut server, &store, "alice", &written).await;
 }
 
 /// A writer keeps writing through one store while the server is killed
@@ -501,17 +500,7 @@ async fn random_outages(kind: Kind, test: &str) {
     );
     let acknowledged: Vec<i64> = acknowledged.into_iter().map(|(n, _)| n).collect();
     // A last kill: what was acknowledged is on disk.
-    server.restart().await;
-    assert_all_there(
-        &store.session("w").expect("name"),
-        acknowledged.iter().copied(),
-    )
-    .await;
-    assert_all_there(
-        &open(&server).await.session("w").expect("name"),
-        acknowledged.iter().copied(),
-    )
-    .await;
+    all_there_after_a_restart(&mut server, &store, "w", &acknowledged).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
