@@ -1,7 +1,7 @@
 //! [`SledStore`]: the [`SessionBackend`] over a sled directory, and the
 //! registry that shares one open database per directory inside a process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -113,6 +113,53 @@ type TxResult<T> = ConflictableTransactionResult<T, Error>;
 /// Writes of a generation: tree name, key suffix after the session prefix, value.
 type Staged = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
 
+/// Session name → generation, as read from the session records. An entry
+/// is dropped after every transaction that may have changed the session's
+/// generation (a replace, a delete), and a reader that read a record
+/// before such a transaction cannot put the old generation back: it
+/// remembers only when no generation was forgotten since it began.
+#[derive(Default)]
+struct Generations(Mutex<GenerationMap>);
+
+#[derive(Default)]
+struct GenerationMap {
+    by_session: HashMap<String, u64>,
+    /// Forgets so far.
+    epoch: u64,
+}
+
+impl Generations {
+    fn lock(&self) -> MutexGuard<'_, GenerationMap> {
+        // Every change under the lock is one map operation or an increment.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, session: &str) -> Option<u64> {
+        self.lock().by_session.get(session).copied()
+    }
+
+    /// The epoch to pass to [`Generations::remember`], taken before the
+    /// record is read.
+    fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    fn remember(&self, session: &str, generation: u64, epoch: u64) {
+        let mut map = self.lock();
+        if map.epoch == epoch {
+            map.by_session.insert(session.to_owned(), generation);
+        }
+    }
+
+    fn forget(&self, session: &str) {
+        let mut map = self.lock();
+        map.epoch += 1;
+        map.by_session.remove(session);
+    }
+}
+
 /// One open sled database, shared by every [`SledStore`] of this process on
 /// its directory (or private to one read-only store, for a private copy).
 struct Inner {
@@ -130,6 +177,9 @@ struct Inner {
     /// When the store last flushed and synced the log itself (write-behind
     /// only; see [`Inner::keep_up`]).
     last_flush: tokio::sync::Mutex<Instant>,
+    /// The generation of each session a lookup by id has read, so that the
+    /// next one reads its one key only.
+    generations: Generations,
     /// The copy a read-only store reads; declared last, so it is removed
     /// after sled has closed it.
     _private_copy: Option<tempfile::TempDir>,
@@ -411,6 +461,7 @@ impl Inner {
             durability,
             gate: Arc::new(RwLock::new(())),
             last_flush: tokio::sync::Mutex::new(Instant::now()),
+            generations: Generations::default(),
             _private_copy: opened.private_copy,
         })
     }
@@ -752,6 +803,7 @@ impl Inner {
                     Ok(old.map(|o| o.generation))
                 },
             );
+        self.generations.forget(session);
         if let Some(old) = self.tx(result)? {
             self.collect_generation(&prefix(session, old))?;
         }
@@ -835,6 +887,7 @@ impl Inner {
                 Ok(old.map(|o| o.generation))
             })
         };
+        self.generations.forget(session);
         match self.tx(result) {
             Ok(replaced) => {
                 if let Some(old) = replaced {
@@ -1139,6 +1192,7 @@ impl SessionBackend for SledStore {
                         Ok(Some(record.generation))
                     })
                 };
+                inner.generations.forget(&session);
                 match inner.tx(result)? {
                     Some(generation) => {
                         inner.collect_generation(&prefix(&session, generation))?;
@@ -1327,12 +1381,37 @@ impl SessionBackend for SledStore {
     }
 
     async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
-        // One key: any value it holds under the generation read first is a
-        // value the peer had while the session existed, so the record need
-        // not be read again to rule out a write half-done (`read` does that
-        // for reads of several keys).
-        let record = self.record(session).await?;
-        self.inner.peer(&prefix(session, record.generation), id)
+        // One key: a value it holds under the session's generation is a
+        // value the peer had while that generation was the session's, so
+        // the record need not be read again to rule out a write half-done
+        // (`read` does that for reads of several keys), nor at all while
+        // the generation is known: every change of it goes through this
+        // process (sled locks its directory to one process, and one `Inner`
+        // serves each directory), which forgets the generation once it has
+        // changed. A key found missing may have been collected with a
+        // generation replaced meanwhile: the record then says whether the
+        // peer is missing from the session as it is now.
+        tokio::task::coop::consume_budget().await;
+        let inner = &*self.inner;
+        let generation = match inner.generations.get(session) {
+            Some(generation) => generation,
+            None => {
+                let epoch = inner.generations.epoch();
+                let generation = inner.record(session)?.generation;
+                inner.generations.remember(session, generation, epoch);
+                generation
+            }
+        };
+        if let Some(peer) = inner.peer(&prefix(session, generation), id)? {
+            return Ok(Some(peer));
+        }
+        if inner.record(session)?.generation == generation {
+            return Ok(None);
+        }
+        self.read(session, |inner, r| {
+            inner.peer(&prefix(session, r.generation), id)
+        })
+        .await
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {

@@ -976,3 +976,113 @@ async fn racing_create_only_imports_have_one_winner() {
     }
     assert!(db.open_tree("trash").expect("trash").is_empty());
 }
+
+/// A lookup by id reads the session's generation once and then only the
+/// peer's key: every way a session gets a new generation (a replacing
+/// import, small or staged; a copy over it; a delete and a new session)
+/// must be seen by the next lookup, through any store on the directory.
+#[tokio::test]
+async fn lookups_by_id_follow_every_new_generation() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let other = open(dir.path()).await;
+    let s = store.open("s").await.expect("s");
+    let id = user(7);
+    let named = |name: &str| Peer::new(id).with_kind(PeerKind::User).with_name(name);
+    let name_of = |peer: Option<Peer>| peer.and_then(|p| p.name);
+    s.cache_peer(&named("first")).await.expect("cache");
+    assert_eq!(
+        name_of(s.peer(id).await.expect("lookup")),
+        Some("first".into())
+    );
+
+    // A replacing import of a few keys (one transaction), then of more keys
+    // than one transaction takes (staged, then published), through the
+    // other store handle on the same directory.
+    for (round, extra) in [(1_i64, 10_i64), (2, 3_000)] {
+        let mut data = store.export("s").await.expect("export");
+        data.peers = (0..extra).map(|i| Peer::new(user(1_000 + i))).collect();
+        data.peers.push(named(&format!("import {round}")));
+        other
+            .session("s")
+            .expect("handle")
+            .import(&data)
+            .await
+            .expect("import");
+        assert_eq!(
+            name_of(s.peer(id).await.expect("lookup")),
+            Some(format!("import {round}"))
+        );
+    }
+
+    // A copy over it.
+    let t = store.open("t").await.expect("t");
+    t.cache_peer(&named("copied")).await.expect("cache");
+    store.copy("t", "s", true).await.expect("copy");
+    assert_eq!(
+        name_of(s.peer(id).await.expect("lookup")),
+        Some("copied".into())
+    );
+
+    // A delete: the session is gone, not empty; a new one is empty.
+    assert!(other.delete("s").await.expect("delete"));
+    let gone = s.peer(id).await.expect_err("deleted");
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
+    store.create("s").await.expect("create");
+    assert_eq!(s.peer(id).await.expect("lookup"), None);
+    s.cache_peer(&named("new")).await.expect("cache");
+    assert_eq!(
+        name_of(s.peer(id).await.expect("lookup")),
+        Some("new".into())
+    );
+}
+
+/// Lookups racing replacing imports never see a peer of a generation
+/// older than the last import that had finished when the lookup began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_racing_imports_never_go_back() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let s = store.open("s").await.expect("s");
+    let id = user(7);
+    let version =
+        |peer: Option<Peer>| -> i64 { peer.and_then(|p| p.last_seen).expect("the peer is there") };
+    s.cache_peer(&Peer {
+        last_seen: Some(0),
+        ..Peer::new(id)
+    })
+    .await
+    .expect("cache");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let writer = {
+        let store = store.clone();
+        let done = std::sync::Arc::clone(&done);
+        tokio::spawn(async move {
+            for v in 1..=200_i64 {
+                let mut data = store.export("s").await.expect("export");
+                data.peers = vec![Peer {
+                    last_seen: Some(v),
+                    ..Peer::new(id)
+                }];
+                store
+                    .session("s")
+                    .expect("handle")
+                    .import(&data)
+                    .await
+                    .expect("import");
+                done.store(v, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let floor = done.load(std::sync::atomic::Ordering::SeqCst);
+        let seen = version(s.peer(id).await.expect("lookup"));
+        assert!(
+            seen >= floor,
+            "saw version {seen} after {floor} was imported"
+        );
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    assert_eq!(version(s.peer(id).await.expect("lookup")), 200);
+}
