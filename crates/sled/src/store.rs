@@ -448,6 +448,47 @@ impl SledStore {
         tokio::task::coop::consume_budget().await;
         self.inner.record(session)
     }
+
+    /// A lookup of one peer by `find` (its key, or an index entry and its
+    /// key), checked by `owns` (the peer found lists what the index named).
+    ///
+    /// The session's generation comes from memory once read: every change
+    /// of it goes through this process (sled locks its directory to one
+    /// process, and one `Inner` serves each directory), which forgets it
+    /// once it has changed. One key read under it is a value the peer had
+    /// while that generation was the session's; an index entry and the peer
+    /// it names agree (the peer lists the username or phone) only as a pair
+    /// that was stored together, since a username or phone has one owner.
+    /// Otherwise (nothing found, or a pair torn by a write in between) the
+    /// record says whether the generation is still the session's; if not,
+    /// the lookup is a [`SledStore::read`] of the session as it is now.
+    async fn lookup(
+        &self,
+        session: &str,
+        find: impl Fn(&Inner, &[u8]) -> Result<Option<Peer>>,
+        owns: impl Fn(&Peer) -> bool,
+    ) -> Result<Option<Peer>> {
+        tokio::task::coop::consume_budget().await;
+        let inner = &*self.inner;
+        let generation = match inner.generations.get(session) {
+            Some(generation) => generation,
+            None => {
+                let epoch = inner.generations.epoch();
+                let generation = inner.record(session)?.generation;
+                inner.generations.remember(session, generation, epoch);
+                generation
+            }
+        };
+        match find(inner, &prefix(session, generation))? {
+            Some(peer) if owns(&peer) => return Ok(Some(peer)),
+            None if inner.record(session)?.generation == generation => return Ok(None),
+            _ => {}
+        }
+        self.read(session, |inner, r| {
+            find(inner, &prefix(session, r.generation))
+        })
+        .await
+    }
 }
 
 impl Inner {
@@ -1381,57 +1422,29 @@ impl SessionBackend for SledStore {
     }
 
     async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
-        // One key: a value it holds under the session's generation is a
-        // value the peer had while that generation was the session's, so
-        // the record need not be read again to rule out a write half-done
-        // (`read` does that for reads of several keys), nor at all while
-        // the generation is known: every change of it goes through this
-        // process (sled locks its directory to one process, and one `Inner`
-        // serves each directory), which forgets the generation once it has
-        // changed. A key found missing may have been collected with a
-        // generation replaced meanwhile: the record then says whether the
-        // peer is missing from the session as it is now.
-        tokio::task::coop::consume_budget().await;
-        let inner = &*self.inner;
-        let generation = match inner.generations.get(session) {
-            Some(generation) => generation,
-            None => {
-                let epoch = inner.generations.epoch();
-                let generation = inner.record(session)?.generation;
-                inner.generations.remember(session, generation, epoch);
-                generation
-            }
-        };
-        if let Some(peer) = inner.peer(&prefix(session, generation), id)? {
-            return Ok(Some(peer));
-        }
-        if inner.record(session)?.generation == generation {
-            return Ok(None);
-        }
-        self.read(session, |inner, r| {
-            inner.peer(&prefix(session, r.generation), id)
-        })
-        .await
+        self.lookup(session, |inner, pre| inner.peer(pre, id), |_| true)
+            .await
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
-        self.read(session, |inner, r| {
-            let pre = prefix(session, r.generation);
-            inner.indexed_peer(
-                &inner.trees.usernames,
-                tree::USERNAMES,
-                &pre,
-                key.as_bytes(),
-            )
-        })
+        self.lookup(
+            session,
+            |inner, pre| {
+                inner.indexed_peer(&inner.trees.usernames, tree::USERNAMES, pre, key.as_bytes())
+            },
+            |peer| peer.username_keys().iter().any(|k| k == key),
+        )
         .await
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
-        self.read(session, |inner, r| {
-            let pre = prefix(session, r.generation);
-            inner.indexed_peer(&inner.trees.phones, tree::PHONES, &pre, phone.as_bytes())
-        })
+        self.lookup(
+            session,
+            |inner, pre| {
+                inner.indexed_peer(&inner.trees.phones, tree::PHONES, pre, phone.as_bytes())
+            },
+            |peer| peer.phone.as_deref() == Some(phone),
+        )
         .await
     }
 

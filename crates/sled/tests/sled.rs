@@ -1086,3 +1086,50 @@ async fn lookups_racing_imports_never_go_back() {
     writer.await.expect("writer");
     assert_eq!(version(s.peer(id).await.expect("lookup")), 200);
 }
+
+/// Lookups by username and phone racing writes that move both between two
+/// peers (and replacing imports) always find the one owner: never nothing,
+/// never a peer that does not list what was asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_lookups_racing_moves_find_the_owner() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let s = store.open("s").await.expect("s");
+    let owner = |id: i64| {
+        Peer::new(user(id))
+            .with_username("Moving")
+            .with_phone("555")
+    };
+    s.cache_peer(&owner(1)).await.expect("cache");
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let s = store.session("s").expect("handle");
+            for round in 0..300_i64 {
+                let to = 1 + round % 2;
+                if round % 50 == 49 {
+                    let mut data = store.export("s").await.expect("export");
+                    data.peers = vec![owner(to), Peer::new(user(3 - to))];
+                    s.import(&data).await.expect("import");
+                } else {
+                    s.cache_peer(&owner(to)).await.expect("move");
+                }
+            }
+        })
+    };
+    let mut lookups = 0;
+    while !writer.is_finished() {
+        let by_name = s.peer_by_username("@moving").await.expect("lookup");
+        let by_name = by_name.expect("the username has an owner");
+        assert_eq!(by_name.usernames, Some(vec!["Moving".to_owned()]));
+        let by_phone = s.peer_by_phone("+555").await.expect("lookup");
+        assert_eq!(
+            by_phone.expect("the phone has an owner").phone.as_deref(),
+            Some("555")
+        );
+        lookups += 1;
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    assert!(lookups > 0);
+}
