@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sled::Transactional as _;
+
 use crate::Config;
-use crate::report::Measure;
+use crate::report::{Measure, RAW_READS};
 use crate::workload::{
     BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, OPENS, STATE, STATE_WRITES,
     UPSERT_EXISTING, UPSERT_NEW, measure, measure_sync, rate, shuffled,
@@ -45,6 +47,136 @@ fn encoded(r: &Row) -> String {
         "{{\"id\":{},\"kind\":1,\"hash\":{},\"usernames\":[\"{}\"],\"phone\":\"{}\",\"name\":\"{}\"}}",
         r.id, r.hash, r.username, r.phone, r.name
     )
+}
+
+/// How a raw floor of the batch-upsert workloads writes a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Floor {
+    /// The rows and index entries written blindly, nothing read first.
+    Blind,
+    /// The reads that a merging upsert cannot skip, then the same writes, in
+    /// one atomic unit per batch: the stored rows of the batch's ids and the
+    /// current owners of its usernames and phones (a username or phone moves
+    /// from its owner to the new peer, and fields the update does not know
+    /// keep their stored values), read in as few round trips as the engine
+    /// allows.
+    Reads,
+}
+
+impl Floor {
+    /// The engine name of its measures.
+    fn engine(self) -> &'static str {
+        match self {
+            Floor::Blind => "raw",
+            Floor::Reads => RAW_READS,
+        }
+    }
+}
+
+/// The two batch-upsert workloads on both floors, each workload on the floor
+/// with reads right after the blind one, on the same data. First session 1
+/// is given every peer (written blindly in batches of 1 000) and `filled`
+/// runs (the SQL engines' `ANALYZE`: the floor with reads must not be planned
+/// on tables without statistics, as the store is not); then new peers go
+/// into session 2 (emptied by `clear` before each run), and the same peers
+/// again into session 1.
+async fn upsert_workloads(
+    config: &Config,
+    label: &str,
+    all: &[Row],
+    clear: impl AsyncFn() -> Result<(), String>,
+    filled: impl AsyncFnOnce() -> Result<(), String>,
+    upsert: impl AsyncFn(i64, &[Row], Floor) -> Result<(), String>,
+) -> Result<Vec<Measure>, String> {
+    const FLOORS: [Floor; 2] = [Floor::Blind, Floor::Reads];
+    let timed = async |session: i64, floor: Floor| -> Result<f64, String> {
+        let started = Instant::now();
+        for batch in all.chunks(BATCH) {
+            upsert(session, batch, floor).await?;
+        }
+        Ok(rate(all.len(), started))
+    };
+    for batch in all.chunks(1_000) {
+        upsert(1, batch, Floor::Blind).await?;
+    }
+    filled().await?;
+    let mut out = Vec::new();
+    for floor in FLOORS {
+        let runs = measure(config.repeat, || {
+            let (clear, timed) = (&clear, &timed);
+            async move {
+                clear().await?;
+                timed(2, floor).await
+            }
+        })
+        .await?;
+        out.push(Measure::new(label, UPSERT_NEW, floor.engine(), runs));
+    }
+    for floor in FLOORS {
+        let runs = measure(config.repeat, || timed(1, floor)).await?;
+        out.push(Measure::new(label, UPSERT_EXISTING, floor.engine(), runs));
+    }
+    Ok(out)
+}
+
+/// The peer columns the SQL engines' lookups and reads return.
+const COLUMNS: &str =
+    "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
+
+/// The one statement of the SQL `raw-reads` floor: the stored rows of the
+/// batch's ids, then the ids owning its usernames and its phones (the other
+/// columns NULL), each an indexed lookup. `session` is the session's
+/// placeholder; each lookup is given as its index hint and its predicate on
+/// the list (of ids, usernames, phones).
+fn sql_reads(session: &str, lookups: [(&str, &str); 3]) -> String {
+    const NULLS: &str = "NULL, NULL, NULL, NULL, NULL, NULL, NULL";
+    let [(id_hint, ids), (name_hint, names), (phone_hint, phones)] = lookups;
+    format!(
+        "SELECT {COLUMNS} FROM rawbench_peers p{id_hint} \
+         WHERE p.session = {session} AND p.id {ids} \
+         UNION ALL SELECT u.peer_id, {NULLS} FROM rawbench_usernames u{name_hint} \
+         WHERE u.session = {session} AND u.username {names} \
+         UNION ALL SELECT p.id, {NULLS} FROM rawbench_peers p{phone_hint} \
+         WHERE p.session = {session} AND p.phone {phones}"
+    )
+}
+
+/// Runs `statement` on each peer table, `{}` standing for its name.
+async fn sql_each_table<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    statement: &str,
+) -> Result<(), String>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    for table in ["rawbench_peers", "rawbench_usernames"] {
+        let sql = statement.replace("{}", table);
+        sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Decodes what [`sql_reads`] answered as a merge would read it: each row's
+/// id and its text columns.
+fn decode_reads<R: sqlx::Row>(rows: &[R]) -> Result<(), String>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    for row in rows {
+        let id: i64 = row.try_get(0).map_err(err)?;
+        let mut texts: [Option<String>; 3] = Default::default();
+        for (text, column) in texts.iter_mut().zip(4..) {
+            *text = row.try_get(column).map_err(err)?;
+        }
+        std::hint::black_box((id, texts));
+    }
+    Ok(())
 }
 
 const SQLITE_SCHEMA: &str = "
@@ -96,6 +228,10 @@ fn sqlite_open(path: &Path, synchronous: &str) -> rusqlite::Result<rusqlite::Con
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(conn)
 }
+
+/// The bound on unsynced writes of the write-behind rows (the store's URL
+/// says `max_delay_ms=100`).
+const WRITE_BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// rusqlite with the schema shape of session-sqlite, WAL, `synchronous=FULL`
 /// for durable writes (and `NORMAL` for the write-behind row).
@@ -153,8 +289,6 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
             Ok(rate(ids.len(), started))
         })
     };
-    const COLUMNS: &str =
-        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
     let runs = lookup(
         &format!("SELECT {COLUMNS} FROM peers p WHERE p.session = 1 AND p.id = ?1"),
         &|id| rusqlite::types::Value::Integer(id),
@@ -183,10 +317,27 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
             let mut stmt = conn
                 .prepare_cached("UPDATE sessions SET pts = ?1, date = ?2, seq = ?1 WHERE id = 1")
                 .map_err(err)?;
+            // Write-behind as the store runs it (`max_delay_ms=100`): no
+            // write waits for the disk, but one commit with
+            // `synchronous=FULL` syncs the log at least every 100 ms and at
+            // the end (the store's flush, which its runs end with).
+            let barrier = |stmt: &mut rusqlite::CachedStatement<'_>, pts: i32| {
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                stmt.execute(rusqlite::params![pts, 1_700_000_000])?;
+                conn.pragma_update(None, "synchronous", "NORMAL")
+            };
+            let mut synced = Instant::now();
             for _ in 0..STATE_WRITES {
                 pts += 1;
                 stmt.execute(rusqlite::params![pts, 1_700_000_000])
                     .map_err(err)?;
+                if synchronous == "NORMAL" && synced.elapsed() >= WRITE_BEHIND_DELAY {
+                    barrier(&mut stmt, pts).map_err(err)?;
+                    synced = Instant::now();
+                }
+            }
+            if synchronous == "NORMAL" {
+                barrier(&mut stmt, pts).map_err(err)?;
             }
             Ok(rate(STATE_WRITES, started))
         })?;
@@ -214,28 +365,54 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
             sqlite_upsert(&mut conn, 1, batch).map_err(err)?;
         }
     }
-    let runs = measure_sync(config.repeat, || {
-        let started = Instant::now();
-        for _ in 0..OPENS {
-            let conn = rusqlite::Connection::open(&big).map_err(err)?;
-            let key: Vec<u8> = conn
-                .query_row(
-                    "SELECT d.auth_key FROM sessions s JOIN dc_options d ON d.session = s.id \
-                     AND d.dc_id = s.home_dc WHERE s.name = 'open'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
-            std::hint::black_box(key);
-        }
-        Ok(rate(OPENS, started))
-    })?;
+    let opens = |path: &Path| {
+        measure_sync(config.repeat, || {
+            let started = Instant::now();
+            for _ in 0..OPENS {
+                let conn = rusqlite::Connection::open(path).map_err(err)?;
+                let key: Vec<u8> = conn
+                    .query_row(
+                        "SELECT d.auth_key FROM sessions s JOIN dc_options d ON d.session = s.id \
+                         AND d.dc_id = s.home_dc WHERE s.name = 'open'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                std::hint::black_box(key);
+            }
+            Ok(rate(OPENS, started))
+        })
+    };
+    let runs = opens(&big)?;
+    // The same file with a rollback journal, as grammers-session and
+    // Telethon keep theirs: opening it creates no `-wal` and `-shm` and
+    // closing it checkpoints nothing, which is the whole difference between
+    // the two journals on this workload.
+    let rollback = dir.join("raw-open-rollback.sqlite");
+    std::fs::copy(&big, &rollback).map_err(err)?;
+    rusqlite::Connection::open(&rollback)
+        .and_then(|c| {
+            c.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .map_err(err)?;
     out.push(Measure::new(LABEL, OPEN, "raw", runs));
+    out.push(Measure::new(
+        SQLITE_ROLLBACK,
+        OPEN,
+        "raw",
+        opens(&rollback)?,
+    ));
     Ok(out)
 }
 
+/// The row label of the raw engine opening the SQLite file with a
+/// rollback journal instead of WAL.
+pub(crate) const SQLITE_ROLLBACK: &str = "sqlite, rollback journal";
+
 /// sled with one tree per kind, keys `session ‖ id`, flushed per durable write.
-pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+pub(crate) async fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
     const LABEL: &str = "sled";
     let path = dir.join("raw.sled");
     let db = sled::open(&path).map_err(err)?;
@@ -256,45 +433,67 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
         k.extend_from_slice(tail);
         k
     };
-    let upsert = |session: u8, batch: &[Row]| -> Result<(), String> {
-        let (mut p, mut u, mut ph) = (
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-        );
-        for r in batch {
-            let id = r.id.to_be_bytes();
-            p.insert(key(session, &id), encoded(r).as_bytes());
-            u.insert(key(session, r.username.as_bytes()), &id);
-            ph.insert(key(session, r.phone.as_bytes()), &id);
+    // A peer's three entries: its record, its username's and its phone's.
+    let entries = |session: u8, r: &Row| {
+        let id = r.id.to_be_bytes();
+        [
+            (key(session, &id), encoded(r).into_bytes()),
+            (key(session, r.username.as_bytes()), id.to_vec()),
+            (key(session, r.phone.as_bytes()), id.to_vec()),
+        ]
+    };
+    let upsert = |session: u8, batch: &[Row], floor: Floor| -> Result<(), String> {
+        match floor {
+            Floor::Blind => {
+                let mut batches: [sled::Batch; 3] = Default::default();
+                for r in batch {
+                    for (b, (k, v)) in batches.iter_mut().zip(entries(session, r)) {
+                        b.insert(k, v);
+                    }
+                }
+                for (tree, b) in [&peers, &names, &phones].into_iter().zip(batches) {
+                    tree.apply_batch(b).map_err(err)?;
+                }
+            }
+            // One transaction over the three trees: every entry of the batch
+            // read, then written.
+            Floor::Reads => (&peers, &names, &phones)
+                .transaction(|(p, u, ph)| {
+                    let trees = [p, u, ph];
+                    let batch: Vec<_> = batch.iter().map(|r| entries(session, r)).collect();
+                    for peer in &batch {
+                        for (tree, (k, _)) in trees.iter().zip(peer) {
+                            std::hint::black_box(tree.get(k)?);
+                        }
+                    }
+                    for peer in batch {
+                        for (tree, (k, v)) in trees.iter().zip(peer) {
+                            tree.insert(k, v)?;
+                        }
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<String>>(())
+                })
+                .map_err(err)?,
         }
-        peers.apply_batch(p).map_err(err)?;
-        names.apply_batch(u).map_err(err)?;
-        phones.apply_batch(ph).map_err(err)?;
         durable()
     };
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    let runs = measure_sync(config.repeat, || {
-        for r in &all {
-            peers.remove(key(2, &r.id.to_be_bytes())).map_err(err)?;
-        }
-        let started = Instant::now();
-        for batch in all.chunks(BATCH) {
-            upsert(2, batch)?;
-        }
-        Ok(rate(all.len(), started))
-    })?;
-    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
-    upsert(1, &all)?;
-    let runs = measure_sync(config.repeat, || {
-        let started = Instant::now();
-        for batch in all.chunks(BATCH) {
-            upsert(1, batch)?;
-        }
-        Ok(rate(all.len(), started))
-    })?;
-    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
+    let mut out = upsert_workloads(
+        config,
+        LABEL,
+        &all,
+        async || {
+            for r in &all {
+                for ((k, _), tree) in entries(2, r).into_iter().zip([&peers, &names, &phones]) {
+                    tree.remove(k).map_err(err)?;
+                }
+            }
+            Ok(())
+        },
+        async || Ok(()),
+        async |session, batch, floor| upsert(u8::try_from(session).map_err(err)?, batch, floor),
+    )
+    .await?;
     let ids = shuffled(config.peers);
     let runs = measure_sync(config.repeat, || {
         let started = Instant::now();
@@ -345,7 +544,7 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
         .map_err(err)?;
     let many = rows(config.open_peers);
     for batch in many.chunks(5_000) {
-        upsert(3, batch)?;
+        upsert(3, batch, Floor::Blind)?;
     }
     drop((peers, names, phones, state));
     durable()?;
@@ -364,6 +563,39 @@ pub(crate) fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> 
     Ok(out)
 }
 
+/// The script of the Redis `raw-reads` floor, one EVALSHA per batch. KEYS:
+/// the peers, username and phone hashes of the session; ARGV: the batch's
+/// size `n`, then its `n` ids, `n` usernames, `n` phones and `n` records.
+/// Reads the stored records of the ids and the owners of the usernames and
+/// phones, writes the three hashes and answers how many of those it found.
+const REDIS_READS: &str = r"
+local n = tonumber(ARGV[1])
+local ids = {unpack(ARGV, 2, n + 1)}
+local names = {unpack(ARGV, n + 2, 2 * n + 1)}
+local phones = {unpack(ARGV, 2 * n + 2, 3 * n + 1)}
+local read = {
+  redis.call('HMGET', KEYS[1], unpack(ids)),
+  redis.call('HMGET', KEYS[2], unpack(names)),
+  redis.call('HMGET', KEYS[3], unpack(phones)),
+}
+local rows, by_name, by_phone = {}, {}, {}
+for i = 1, n do
+  rows[2 * i - 1], rows[2 * i] = ids[i], ARGV[3 * n + 1 + i]
+  by_name[2 * i - 1], by_name[2 * i] = names[i], ids[i]
+  by_phone[2 * i - 1], by_phone[2 * i] = phones[i], ids[i]
+end
+redis.call('HSET', KEYS[1], unpack(rows))
+redis.call('HSET', KEYS[2], unpack(by_name))
+redis.call('HSET', KEYS[3], unpack(by_phone))
+local found = 0
+for _, answer in ipairs(read) do
+  for i = 1, n do
+    if answer[i] then found = found + 1 end
+  end
+end
+return found
+";
+
 /// redis-rs with one hash per kind of data per session.
 pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
     const LABEL: &str = "redis";
@@ -373,61 +605,70 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         .await
         .map_err(err)?;
     let prefix = "mtsession-bench-raw";
-    let k = |session: u8, what: &str| format!("{prefix}:{session}:{what}");
-    let upsert = |conn: redis::aio::MultiplexedConnection, session: u8, batch: &[Row]| {
-        let mut pipe = redis::pipe();
-        let peers: Vec<(i64, String)> = batch.iter().map(|r| (r.id, encoded(r))).collect();
-        let names: Vec<(&str, i64)> = batch.iter().map(|r| (r.username.as_str(), r.id)).collect();
-        let phones: Vec<(&str, i64)> = batch.iter().map(|r| (r.phone.as_str(), r.id)).collect();
-        pipe.atomic()
-            .hset_multiple(k(session, "peers"), &peers)
-            .ignore()
-            .hset_multiple(k(session, "uname"), &names)
-            .ignore()
-            .hset_multiple(k(session, "phone"), &phones)
-            .ignore();
-        async move {
-            let mut conn = conn;
-            pipe.query_async::<()>(&mut conn).await.map_err(err)
+    let k = |session: i64, what: &str| format!("{prefix}:{session}:{what}");
+    let script = redis::Script::new(REDIS_READS);
+    script.load_async(&mut conn).await.map_err(err)?;
+    let upsert = async |session: i64, batch: &[Row], floor: Floor| -> Result<(), String> {
+        let mut conn = conn.clone();
+        let keys = ["peers", "uname", "phone"].map(|what| k(session, what));
+        match floor {
+            Floor::Blind => {
+                let peers: Vec<(i64, String)> = batch.iter().map(|r| (r.id, encoded(r))).collect();
+                let names: Vec<(&str, i64)> =
+                    batch.iter().map(|r| (r.username.as_str(), r.id)).collect();
+                let phones: Vec<(&str, i64)> =
+                    batch.iter().map(|r| (r.phone.as_str(), r.id)).collect();
+                redis::pipe()
+                    .atomic()
+                    .hset_multiple(&keys[0], &peers)
+                    .ignore()
+                    .hset_multiple(&keys[1], &names)
+                    .ignore()
+                    .hset_multiple(&keys[2], &phones)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(err)
+            }
+            Floor::Reads => {
+                let mut call = script.prepare_invoke();
+                call.key(&keys).arg(batch.len());
+                for r in batch {
+                    call.arg(r.id);
+                }
+                for r in batch {
+                    call.arg(&r.username);
+                }
+                for r in batch {
+                    call.arg(&r.phone);
+                }
+                for r in batch {
+                    call.arg(encoded(r));
+                }
+                let found: i64 = call.invoke_async(&mut conn).await.map_err(err)?;
+                std::hint::black_box(found);
+                Ok(())
+            }
         }
     };
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    let runs = measure(config.repeat, || {
-        let conn = conn.clone();
-        let all = &all;
-        async move {
-            let mut c = conn.clone();
+    let mut out = upsert_workloads(
+        config,
+        LABEL,
+        &all,
+        async || {
             redis::cmd("DEL")
                 .arg(k(2, "peers"))
                 .arg(k(2, "uname"))
                 .arg(k(2, "phone"))
-                .query_async::<()>(&mut c)
+                .query_async::<()>(&mut conn.clone())
                 .await
-                .map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(conn.clone(), 2, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
+                .map_err(err)
+        },
+        async || Ok(()),
+        upsert,
+    )
     .await?;
-    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
-    upsert(conn.clone(), 1, &all).await?;
-    let runs = measure(config.repeat, || {
-        let conn = conn.clone();
-        let all = &all;
-        async move {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(conn.clone(), 1, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
     let ids = shuffled(config.peers);
     let runs = measure(config.repeat, || {
         let mut conn = conn.clone();
@@ -580,7 +821,12 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
     ] {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
-    let upsert = |session: i64, batch: &[Row]| {
+    // No hints on PostgreSQL; with statistics each lookup seeks its index.
+    let reads = sql_reads(
+        "$1",
+        [("", "= ANY($2)"), ("", "= ANY($3)"), ("", "= ANY($4)")],
+    );
+    let upsert = async |session: i64, batch: &[Row], floor: Floor| -> Result<(), String> {
         let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
         let hashes: Vec<i64> = batch.iter().map(|r| r.hash).collect();
         let lists: Vec<String> = batch
@@ -590,91 +836,59 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
         let names: Vec<String> = batch.iter().map(|r| r.username.clone()).collect();
         let phones: Vec<String> = batch.iter().map(|r| r.phone.clone()).collect();
         let display: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
-        let pool = pool.clone();
-        async move {
-            let mut tx = pool.begin().await.map_err(err)?;
-            sqlx::query(
-                "INSERT INTO rawbench_peers (session, id, kind, hash, hash_is_min, usernames, phone, name) \
-                 SELECT $1, * FROM UNNEST($2::bigint[], array_fill(1, ARRAY[cardinality($2::bigint[])]), \
-                 $3::bigint[], array_fill(false, ARRAY[cardinality($2::bigint[])]), $4::text[], $5::text[], $6::text[]) \
-                 ON CONFLICT (session, id) DO UPDATE SET kind = excluded.kind, hash = excluded.hash, \
-                 hash_is_min = excluded.hash_is_min, usernames = excluded.usernames, phone = excluded.phone, \
-                 name = excluded.name",
-            )
-            .bind(session)
-            .bind(&ids)
-            .bind(&hashes)
-            .bind(&lists)
-            .bind(&phones)
-            .bind(&display)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            sqlx::query(
-                "INSERT INTO rawbench_usernames (session, username, peer_id) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::bigint[]) \
-                 ON CONFLICT (session, username) DO UPDATE SET peer_id = excluded.peer_id",
-            )
-            .bind(session)
-            .bind(&names)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)
+        let mut tx = pool.begin().await.map_err(err)?;
+        if floor == Floor::Reads {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(reads.as_str()))
+                .bind(session)
+                .bind(&ids)
+                .bind(&names)
+                .bind(&phones)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+            decode_reads(&rows)?;
         }
+        sqlx::query(
+            "INSERT INTO rawbench_peers (session, id, kind, hash, hash_is_min, usernames, phone, name) \
+             SELECT $1, * FROM UNNEST($2::bigint[], array_fill(1, ARRAY[cardinality($2::bigint[])]), \
+             $3::bigint[], array_fill(false, ARRAY[cardinality($2::bigint[])]), $4::text[], $5::text[], $6::text[]) \
+             ON CONFLICT (session, id) DO UPDATE SET kind = excluded.kind, hash = excluded.hash, \
+             hash_is_min = excluded.hash_is_min, usernames = excluded.usernames, phone = excluded.phone, \
+             name = excluded.name",
+        )
+        .bind(session)
+        .bind(&ids)
+        .bind(&hashes)
+        .bind(&lists)
+        .bind(&phones)
+        .bind(&display)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO rawbench_usernames (session, username, peer_id) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::bigint[]) \
+             ON CONFLICT (session, username) DO UPDATE SET peer_id = excluded.peer_id",
+        )
+        .bind(session)
+        .bind(&names)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
     };
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    let runs = measure(config.repeat, || {
-        let pool = pool.clone();
-        let all = &all;
-        let upsert = &upsert;
-        async move {
-            sqlx::query("DELETE FROM rawbench_peers WHERE session = 2")
-                .execute(&pool)
-                .await
-                .map_err(err)?;
-            sqlx::query("DELETE FROM rawbench_usernames WHERE session = 2")
-                .execute(&pool)
-                .await
-                .map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(2, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
+    let mut out = upsert_workloads(
+        config,
+        label,
+        &all,
+        async || sql_each_table(&pool, "DELETE FROM {} WHERE session = 2").await,
+        async || sql_each_table(&pool, "ANALYZE {}").await,
+        upsert,
+    )
     .await?;
-    out.push(Measure::new(label, UPSERT_NEW, "raw", runs));
-    for batch in all.chunks(1_000) {
-        upsert(1, batch).await?;
-    }
-    sqlx::query("ANALYZE rawbench_peers")
-        .execute(&pool)
-        .await
-        .map_err(err)?;
-    sqlx::query("ANALYZE rawbench_usernames")
-        .execute(&pool)
-        .await
-        .map_err(err)?;
-    let runs = measure(config.repeat, || {
-        let all = &all;
-        let upsert = &upsert;
-        async move {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(1, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(label, UPSERT_EXISTING, "raw", runs));
     let ids = shuffled(config.peers);
-    const COLUMNS: &str =
-        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
     for (workload, sql, text) in [
         (
             LOOKUP_ID,
@@ -783,22 +997,25 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
     ] {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
-    let upsert = |session: i64, batch: &[Row]| {
+    let upsert = async |session: i64, batch: &[Row], floor: Floor| -> Result<(), String> {
         let mut peers = String::from(
             "INSERT INTO rawbench_peers (session, id, kind, hash, hash_is_min, usernames, phone, name) VALUES ",
         );
         let mut names =
             String::from("INSERT INTO rawbench_usernames (session, username, peer_id) VALUES ");
+        let mut list = String::from("IN (");
         for (i, _) in batch.iter().enumerate() {
             let comma = if i == 0 { "" } else { "," };
             peers.push_str(&format!("{comma}(?, ?, 1, ?, FALSE, ?, ?, ?)"));
             names.push_str(&format!("{comma}(?, ?, ?)"));
+            list.push_str(&format!("{comma}?"));
         }
         peers.push_str(
             " ON DUPLICATE KEY UPDATE kind = VALUES(kind), hash = VALUES(hash), hash_is_min = VALUES(hash_is_min), \
              usernames = VALUES(usernames), phone = VALUES(phone), name = VALUES(name)",
         );
         names.push_str(" ON DUPLICATE KEY UPDATE peer_id = VALUES(peer_id)");
+        list.push(')');
         let batch: Vec<(i64, i64, String, String, String, String)> = batch
             .iter()
             .map(|r| {
@@ -812,71 +1029,61 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
                 )
             })
             .collect();
-        let pool = pool.clone();
-        async move {
-            let mut tx = pool.begin().await.map_err(err)?;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(peers.as_str()));
-            for (id, hash, list, phone, name, _) in &batch {
-                q = q
-                    .bind(session)
-                    .bind(id)
-                    .bind(hash)
-                    .bind(list)
-                    .bind(phone)
-                    .bind(name);
+        let mut tx = pool.begin().await.map_err(err)?;
+        if floor == Floor::Reads {
+            // Hinted as the store's lookups are: MariaDB may walk a whole
+            // session by the `session` prefix of an index.
+            let reads = sql_reads(
+                "?",
+                [
+                    (" FORCE INDEX (PRIMARY)", &list),
+                    (" FORCE INDEX (PRIMARY)", &list),
+                    (" FORCE INDEX (rawbench_phone)", &list),
+                ],
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(reads.as_str())).bind(session);
+            for (id, ..) in &batch {
+                q = q.bind(id);
             }
-            q.execute(&mut *tx).await.map_err(err)?;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(names.as_str()));
-            for (id, _, _, _, _, username) in &batch {
-                q = q.bind(session).bind(username).bind(id);
+            q = q.bind(session);
+            for (.., username) in &batch {
+                q = q.bind(username);
             }
-            q.execute(&mut *tx).await.map_err(err)?;
-            tx.commit().await.map_err(err)
+            q = q.bind(session);
+            for (_, _, _, phone, ..) in &batch {
+                q = q.bind(phone);
+            }
+            decode_reads(&q.fetch_all(&mut *tx).await.map_err(err)?)?;
         }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(peers.as_str()));
+        for (id, hash, list, phone, name, _) in &batch {
+            q = q
+                .bind(session)
+                .bind(id)
+                .bind(hash)
+                .bind(list)
+                .bind(phone)
+                .bind(name);
+        }
+        q.execute(&mut *tx).await.map_err(err)?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(names.as_str()));
+        for (id, _, _, _, _, username) in &batch {
+            q = q.bind(session).bind(username).bind(id);
+        }
+        q.execute(&mut *tx).await.map_err(err)?;
+        tx.commit().await.map_err(err)
     };
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    let runs = measure(config.repeat, || {
-        let pool = pool.clone();
-        let all = &all;
-        let upsert = &upsert;
-        async move {
-            sqlx::query("DELETE FROM rawbench_peers WHERE session = 2")
-                .execute(&pool)
-                .await
-                .map_err(err)?;
-            sqlx::query("DELETE FROM rawbench_usernames WHERE session = 2")
-                .execute(&pool)
-                .await
-                .map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(2, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
+    let mut out = upsert_workloads(
+        config,
+        label,
+        &all,
+        async || sql_each_table(&pool, "DELETE FROM {} WHERE session = 2").await,
+        async || Ok(()),
+        upsert,
+    )
     .await?;
-    out.push(Measure::new(label, UPSERT_NEW, "raw", runs));
-    for batch in all.chunks(1_000) {
-        upsert(1, batch).await?;
-    }
-    let runs = measure(config.repeat, || {
-        let all = &all;
-        let upsert = &upsert;
-        async move {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(1, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(label, UPSERT_EXISTING, "raw", runs));
     let ids = shuffled(config.peers);
-    const COLUMNS: &str =
-        "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
     for (workload, sql, text) in [
         (
             LOOKUP_ID,
@@ -979,9 +1186,23 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
     db.drop().await.map_err(err)?;
     let peers = db.collection::<bson::Document>("peers");
     let sessions = db.collection::<bson::Document>("sessions");
-    for keys in [doc! {"s": 1, "u": 1}, doc! {"s": 1, "phone": 1}] {
+    // The store's key shape: a unique index on (session, id) beside the
+    // username and phone indexes.
+    for (keys, unique) in [
+        (doc! {"s": 1, "id": 1}, true),
+        (doc! {"s": 1, "u": 1}, false),
+        (doc! {"s": 1, "phone": 1}, false),
+    ] {
+        let options = mongodb::options::IndexOptions::builder()
+            .unique(unique)
+            .build();
         peers
-            .create_index(mongodb::IndexModel::builder().keys(keys).build())
+            .create_index(
+                mongodb::IndexModel::builder()
+                    .keys(keys)
+                    .options(options)
+                    .build(),
+            )
             .await
             .map_err(err)?;
     }
@@ -990,59 +1211,56 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
         .await
         .map_err(err)?;
     let peers = Arc::new(peers);
-    let upsert = |session: i64, batch: &[Row]| {
-        let docs: Vec<(i64, bson::Document)> = batch
+    let upsert = async |session: i64, batch: &[Row], floor: Floor| -> Result<(), String> {
+        if floor == Floor::Reads {
+            // One `$in` query per index, as the store loads a batch's
+            // context (SecantusDB scans a whole collection for an `$or`).
+            let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+            let names: Vec<&str> = batch.iter().map(|r| r.username.as_str()).collect();
+            let phones: Vec<&str> = batch.iter().map(|r| r.phone.as_str()).collect();
+            for filter in [
+                doc! {"s": session, "id": {"$in": ids}},
+                doc! {"s": session, "u": {"$in": names}},
+                doc! {"s": session, "phone": {"$in": phones}},
+            ] {
+                let mut found = peers.find(filter).await.map_err(err)?;
+                while found.advance().await.map_err(err)? {
+                    std::hint::black_box(found.current());
+                }
+            }
+        }
+        // One `update` command of upserts per batch, as the store writes.
+        let updates: Vec<bson::Bson> = batch
             .iter()
             .map(|r| {
-                (r.id, doc! {"_id": {"s": session, "id": r.id}, "s": session, "kind": 1, "hash": r.hash,
-                    "usernames": [&r.username], "u": [&r.username], "phone": &r.phone, "name": &r.name})
+                doc! {
+                    "q": {"s": session, "id": r.id},
+                    "u": {"s": session, "id": r.id, "kind": 1, "hash": r.hash,
+                          "usernames": [&r.username], "u": [&r.username], "phone": &r.phone,
+                          "name": &r.name},
+                    "upsert": true,
+                }
+                .into()
             })
             .collect();
-        let peers = Arc::clone(&peers);
-        async move {
-            for (id, d) in docs {
-                peers
-                    .replace_one(doc! {"_id": {"s": session, "id": id}}, d)
-                    .upsert(true)
-                    .await
-                    .map_err(err)?;
-            }
-            Ok::<(), String>(())
-        }
+        db.run_command(doc! {"update": "peers", "updates": updates, "ordered": true})
+            .await
+            .map_err(err)?;
+        Ok(())
     };
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    let runs = measure(config.repeat, || {
-        let peers = Arc::clone(&peers);
-        let all = &all;
-        let upsert = &upsert;
-        async move {
+    let mut out = upsert_workloads(
+        config,
+        LABEL,
+        &all,
+        async || {
             peers.delete_many(doc! {"s": 2}).await.map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(2, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
+            Ok(())
+        },
+        async || Ok(()),
+        upsert,
+    )
     .await?;
-    out.push(Measure::new(LABEL, UPSERT_NEW, "raw", runs));
-    for batch in all.chunks(1_000) {
-        upsert(1, batch).await?;
-    }
-    let runs = measure(config.repeat, || {
-        let all = &all;
-        let upsert = &upsert;
-        async move {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                upsert(1, batch).await?;
-            }
-            Ok(rate(all.len(), started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(LABEL, UPSERT_EXISTING, "raw", runs));
     let ids = shuffled(config.peers);
     for workload in [LOOKUP_ID, LOOKUP_USERNAME, LOOKUP_PHONE] {
         let runs = measure(config.repeat, || {
@@ -1052,7 +1270,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
                 let started = Instant::now();
                 for id in ids {
                     let filter = match workload {
-                        LOOKUP_ID => doc! {"_id": {"s": 1_i64, "id": *id}},
+                        LOOKUP_ID => doc! {"s": 1_i64, "id": *id},
                         LOOKUP_USERNAME => doc! {"s": 1_i64, "u": format!("user{id}")},
                         _ => doc! {"s": 1_i64, "phone": format!("799900{id}")},
                     };

@@ -412,7 +412,7 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                 )
                 .await?,
             );
-            out.extend(raw::sled(config, dir.path())?);
+            out.extend(raw::sled(config, dir.path()).await?);
         }
         "redis" => {
             let url = with_option(&config.redis_url, "prefix=mtsession-bench");
