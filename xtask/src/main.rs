@@ -23,9 +23,13 @@ commands:
              (extra arguments go to `cargo bench`, e.g. `-- --quick`)
   bench --compare [--backends a,b] [--repeat N] [--peers N] [--open-peers N]
                   [--scale 1000,100000,1000000|none] [--scale-backends a,b]
+                  [--with-peer-libraries]
              measure every store beside its raw engine doing the same work in
              one run, then the scale check (lookups and opening at each peer
-             count); writes docs/bench/RESULTS.md and docs/bench/ratios.svg
+             count); writes docs/bench/RESULTS.md and docs/bench/ratios.svg.
+             --with-peer-libraries also builds crates/bench/grammers-sqlite
+             (outside the workspace, into target/peer-libraries) and measures
+             grammers-session's own SqliteSession for the sqlite rows
   fuzz [--seconds N] [--target NAME]... [-- LIBFUZZER-FLAGS]
              install cargo-fuzz (pinned) into target/tools if missing, build
              the fuzz targets of fuzz/, seed them from fixtures/, run each for

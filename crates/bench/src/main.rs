@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) scale_backends: Option<Vec<String>>,
     /// Where the results go.
     pub(crate) out_dir: std::path::PathBuf,
+    /// Files of measures made outside this binary (`--extra-measures`).
+    pub(crate) extra_measures: Vec<std::path::PathBuf>,
     pub(crate) redis_url: String,
     pub(crate) postgres_url: String,
     pub(crate) mysql_url: String,
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Config, String> {
         scale: vec![1_000, 100_000, 1_000_000],
         scale_backends: None,
         out_dir: std::path::PathBuf::from("docs/bench"),
+        extra_measures: Vec::new(),
         redis_url: env_or("MTSESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
         postgres_url: env_or(
             "MTSESSION_TEST_POSTGRES_URL",
@@ -121,6 +124,9 @@ fn parse_args() -> Result<Config, String> {
                 );
             }
             "--out" => config.out_dir = value("--out")?.into(),
+            "--extra-measures" => config
+                .extra_measures
+                .push(value("--extra-measures")?.into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -137,6 +143,62 @@ fn parse_args() -> Result<Config, String> {
     Ok(config)
 }
 
+/// The measures of `--extra-measures` files: made outside this binary, such
+/// as grammers-session's `SqliteSession` (crates/bench/grammers-sqlite, run
+/// by `cargo xtask bench --compare --with-peer-libraries`), whose libsql
+/// cannot be linked beside rusqlite. One JSON object a line:
+/// `{"backend":"sqlite","workload":"lookup by id","engine":"grammers","runs":[ops/s, …]}`,
+/// with a workload name of this benchmark and a peer library's engine name.
+fn read_extra_measures(paths: &[std::path::PathBuf]) -> Result<Vec<Measure>, String> {
+    const WORKLOADS: &[&str] = &[
+        workload::LOOKUP_ID,
+        workload::LOOKUP_USERNAME,
+        workload::LOOKUP_PHONE,
+        workload::UPSERT_NEW,
+        workload::UPSERT_EXISTING,
+        workload::STATE,
+        workload::OPEN,
+    ];
+    const ENGINES: &[&str] = &["grammers"];
+    let mut out = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = format!("{}:{}", path.display(), i + 1);
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
+            let text = |name: &str| {
+                value
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| format!("{at}: no string {name:?}"))
+            };
+            let backend = text("backend")?;
+            let name = text("workload")?;
+            let workload = WORKLOADS
+                .iter()
+                .find(|w| **w == name)
+                .ok_or_else(|| format!("{at}: unknown workload {name:?}"))?;
+            let name = text("engine")?;
+            let engine = ENGINES
+                .iter()
+                .find(|e| **e == name)
+                .ok_or_else(|| format!("{at}: unknown engine {name:?}"))?;
+            let runs = value
+                .get("runs")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|runs| runs.iter().map(serde_json::Value::as_f64).collect())
+                .ok_or_else(|| format!("{at}: \"runs\" is not an array of numbers"))?;
+            out.push(Measure::new(backend, workload, engine, runs));
+        }
+    }
+    Ok(out)
+}
+
 fn main() {
     let config = match parse_args() {
         Ok(config) => config,
@@ -145,6 +207,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let extra = match read_extra_measures(&config.extra_measures) {
+        Ok(extra) => extra,
+        Err(e) => {
+            eprintln!("mtsession-bench: --extra-measures: {e}");
+            std::process::exit(2);
+        }
+    };
+    for m in extra
+        .iter()
+        .filter(|m| !config.backends.contains(&m.backend))
+    {
+        eprintln!(
+            "mtsession-bench: --extra-measures: {} is not measured; ignoring its {} {:?}",
+            m.backend, m.engine, m.workload
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,6 +252,9 @@ fn main() {
                 failures.push(format!("{backend}: {e}"));
             }
         }
+        // The peer libraries measured outside this binary, beside this
+        // backend's own rows (in their last column).
+        measures.extend(extra.iter().filter(|m| &m.backend == backend).cloned());
         // Written after every backend, so that a run stopped during a slow
         // one keeps what the others measured; the last write is the report.
         write_report(&measures, &[]);
