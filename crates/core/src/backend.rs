@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::auth_key::AuthKey;
 use crate::error::{Error, Result};
 use crate::lease::LeaseInfo;
 use crate::model::{
@@ -473,6 +474,16 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     /// Makes buffered writes durable; the default has nothing to flush.
     async fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// The auth key of the session's home DC, if it has one: what a client
+    /// reads first. The default reads [`home`](Self::home).
+    async fn home_auth_key(&self, session: &str) -> Result<Option<AuthKey>> {
+        let (header, dcs) = self.home(session).await?;
+        Ok(dcs
+            .into_iter()
+            .find(|dc| dc.id == header.home_dc)
+            .and_then(|dc| dc.auth_key))
     }
 
     /// The header and the DC options together (what a client needs to

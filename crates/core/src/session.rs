@@ -120,11 +120,7 @@ impl Session {
 
     /// The home DC's key.
     pub async fn home_auth_key(&self) -> Result<Option<AuthKey>> {
-        let (header, dcs) = self.home().await?;
-        Ok(dcs
-            .into_iter()
-            .find(|dc| dc.id == header.home_dc)
-            .and_then(|dc| dc.auth_key))
+        self.backend().home_auth_key(&self.name).await
     }
 
     /// The logged-in user.

@@ -160,6 +160,11 @@ pub(crate) const HOME: &str = concat!(
      ORDER BY d.dc_id"
 );
 
+/// The session's home DC and its auth key (NULL without one); no row
+/// without the session.
+pub(crate) const HOME_AUTH_KEY: &str = "SELECT s.home_dc, d.auth_key FROM sessions s \
+     LEFT JOIN dc_options d ON d.session = s.id AND d.dc_id = s.home_dc WHERE s.name = ?1";
+
 /// Every DC option, with the session's row id.
 pub(crate) const DC_OPTIONS: &str = concat!(
     "SELECT s.id, ",
@@ -268,23 +273,28 @@ fn dc_from_row(row: &Row<'_>, at: usize, session: &str) -> SqlResult<Option<DcOp
             )
         })?),
     };
-    let auth_key = match row.get_ref(at + 3)? {
-        ValueRef::Null => None,
-        ValueRef::Blob(bytes) => Some(AuthKey::from_slice(bytes).map_err(|_| {
-            dc_corrupt(
-                session,
-                id,
-                format!("the auth key is {} bytes long, expected 256", bytes.len()),
-            )
-        })?),
-        _ => return Err(dc_corrupt(session, id, "the auth key is not a blob".to_owned()).into()),
-    };
+    let auth_key = auth_key_from(row.get_ref(at + 3)?, session, id)?;
     Ok(Some(DcOption {
         id: dc_id,
         ipv4,
         ipv6,
         auth_key,
     }))
+}
+
+/// The auth key column of DC `id`: NULL or a 256-byte blob.
+fn auth_key_from(value: ValueRef<'_>, session: &str, id: i64) -> SqlResult<Option<AuthKey>> {
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(bytes) => Ok(Some(AuthKey::from_slice(bytes).map_err(|_| {
+            dc_corrupt(
+                session,
+                id,
+                format!("the auth key is {} bytes long, expected 256", bytes.len()),
+            )
+        })?)),
+        _ => Err(dc_corrupt(session, id, "the auth key is not a blob".to_owned()).into()),
+    }
 }
 
 fn write_dc(conn: &Connection, session: i64, dc: &DcOption) -> SqlResult<()> {
@@ -861,6 +871,18 @@ impl SessionBackend for SqliteStore {
             .await
     }
 
+    async fn home_auth_key(&self, session: &str) -> Result<Option<AuthKey>> {
+        let name = session.to_owned();
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(HOME_AUTH_KEY)?;
+                let mut rows = stmt.query([&name])?;
+                let row = rows.next()?.ok_or_else(|| not_found(&name))?;
+                auth_key_from(row.get_ref(1)?, &name, row.get(0)?)
+            })
+            .await
+    }
+
     async fn update_state(&self, session: &str) -> Result<UpdateState> {
         let name = session.to_owned();
         self.db
@@ -1083,6 +1105,7 @@ mod tests {
         let name = "sqlite_autoindex_sessions_1";
         assert_seeks(&conn, HEADER, &[name]);
         assert_seeks(&conn, HOME, &[name, "PRIMARY KEY"]);
+        assert_seeks(&conn, HOME_AUTH_KEY, &[name, "PRIMARY KEY"]);
         assert_seeks(&conn, DC_OPTIONS, &[name, "PRIMARY KEY"]);
         assert_seeks(&conn, UPDATE_STATE, &[name, "PRIMARY KEY"]);
         assert_seeks(&conn, SENT_FILE, &[name, "PRIMARY KEY"]);

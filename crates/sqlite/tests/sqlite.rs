@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use session_core::{
-    AuthKey, DcOption, Durability, Error, FileKind, OpenMode, Peer, PeerId, PeerKind, SelfUser,
-    SentFile, SentFileKey, ServerSalt, ServerStore, SessionData, Store, UpdateStateChange,
+    AuthKey, DcOption, Durability, Error, ErrorKind, FileKind, OpenMode, Peer, PeerId, PeerKind,
+    SelfUser, SentFile, SentFileKey, ServerSalt, ServerStore, SessionData, Store,
+    UpdateStateChange,
 };
 use session_sqlite::{SCHEMA_VERSION, SqliteServerStore, SqliteStore};
 
@@ -322,6 +323,10 @@ async fn bad_values_in_rows_are_corrupt_not_panics() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("kind"), "{err}");
     let err = session.dc_options().await.expect_err("short key");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("2 bytes"), "{err}");
+    // The home key has its own read: the same check.
+    let err = session.home_auth_key().await.expect_err("short key");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("2 bytes"), "{err}");
     conn.execute("UPDATE peers SET kind = 'text'", [])
@@ -994,4 +999,29 @@ async fn a_version_1_file_of_the_previous_release_opens_with_every_value() {
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .expect("version");
     assert_eq!(version, SCHEMA_VERSION, "the layout did not change");
+}
+
+/// The home key is the key of the home DC: another DC's key is not it, a
+/// home DC without a key (or without a row) has none, and a missing
+/// session is `NotFound`.
+#[tokio::test]
+async fn the_home_key_is_the_home_dcs() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await;
+    let session = store.open("s").await.expect("session");
+    session.set_home_dc(4).await.expect("home");
+    assert_eq!(session.home_auth_key().await.expect("no DC row"), None);
+    session.set_auth_key(2, Some(key(2))).await.expect("key 2");
+    assert_eq!(session.home_auth_key().await.expect("another DC's"), None);
+    session.set_auth_key(4, Some(key(4))).await.expect("key 4");
+    assert_eq!(session.home_auth_key().await.expect("home"), Some(key(4)));
+    session.set_auth_key(4, None).await.expect("no key");
+    assert_eq!(session.home_auth_key().await.expect("removed"), None);
+    let err = store
+        .session("missing")
+        .expect("handle")
+        .home_auth_key()
+        .await
+        .expect_err("no session");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
 }
