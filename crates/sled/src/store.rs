@@ -177,8 +177,8 @@ struct Inner {
     /// When the store last flushed and synced the log itself (write-behind
     /// only; see [`Inner::keep_up`]).
     last_flush: tokio::sync::Mutex<Instant>,
-    /// The generation of each session a lookup by id has read, so that the
-    /// next one reads its one key only.
+    /// The generation of each session a lookup has read, so that the next
+    /// lookups read the peer's keys only ([`Inner::generation`]).
     generations: Generations,
     /// The copy a read-only store reads; declared last, so it is removed
     /// after sled has closed it.
@@ -470,15 +470,7 @@ impl SledStore {
     ) -> Result<Option<Peer>> {
         tokio::task::coop::consume_budget().await;
         let inner = &*self.inner;
-        let generation = match inner.generations.get(session) {
-            Some(generation) => generation,
-            None => {
-                let epoch = inner.generations.epoch();
-                let generation = inner.record(session)?.generation;
-                inner.generations.remember(session, generation, epoch);
-                generation
-            }
-        };
+        let generation = inner.generation(session)?;
         match find(inner, &prefix(session, generation))? {
             Some(peer) if owns(&peer) => return Ok(Some(peer)),
             None if inner.record(session)?.generation == generation => return Ok(None),
@@ -586,6 +578,18 @@ impl Inner {
     fn record(&self, session: &str) -> Result<Record> {
         self.record_opt(session)?
             .ok_or_else(|| Error::session_not_found(session))
+    }
+
+    /// The session's generation: remembered, or read from its record and
+    /// remembered (see [`Generations`]).
+    fn generation(&self, session: &str) -> Result<u64> {
+        if let Some(generation) = self.generations.get(session) {
+            return Ok(generation);
+        }
+        let epoch = self.generations.epoch();
+        let generation = self.record(session)?.generation;
+        self.generations.remember(session, generation, epoch);
+        Ok(generation)
     }
 
     fn tx_record_opt(
