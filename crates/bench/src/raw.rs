@@ -11,12 +11,8 @@ use crate::Config;
 use crate::report::{Measure, RAW_READS};
 use crate::workload::{
     BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, OPENS, STATE, STATE_WRITES,
-    UPSERT_EXISTING, UPSERT_NEW, measure, measure_sync, rate, shuffled,
+    UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure, measure_sync, rate, shuffled,
 };
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
 
 /// The row of one peer as the raw engines store it.
 struct Row {
@@ -229,10 +225,6 @@ fn sqlite_open(path: &Path, synchronous: &str) -> rusqlite::Result<rusqlite::Con
     Ok(conn)
 }
 
-/// The bound on unsynced writes of the write-behind rows (the store's URL
-/// says `max_delay_ms=100`).
-const WRITE_BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// rusqlite with the schema shape of session-sqlite, WAL, `synchronous=FULL`
 /// for durable writes (and `NORMAL` for the write-behind row).
 pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
@@ -317,9 +309,9 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
             let mut stmt = conn
                 .prepare_cached("UPDATE sessions SET pts = ?1, date = ?2, seq = ?1 WHERE id = 1")
                 .map_err(err)?;
-            // Write-behind as the store runs it (`max_delay_ms=100`): no
+            // Write-behind as the store runs it (`WRITE_BEHIND_DELAY`): no
             // write waits for the disk, but one commit with
-            // `synchronous=FULL` syncs the log at least every 100 ms and at
+            // `synchronous=FULL` syncs the log at least that often and at
             // the end (the store's flush, which its runs end with).
             let barrier = |stmt: &mut rusqlite::CachedStatement<'_>, pts: i32| {
                 conn.pragma_update(None, "synchronous", "FULL")?;

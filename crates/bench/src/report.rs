@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::Config;
 use crate::raw::SQLITE_ROLLBACK;
 use crate::scale::Point;
-use crate::workload::MEMORY_LEAN;
+use crate::workload::{MEMORY_LEAN, WRITE_BEHIND_DELAY};
 
 /// The goal: a store at least this fraction of its raw engine's speed.
 pub(crate) const GOAL: f64 = 0.7;
@@ -384,6 +384,7 @@ pub(crate) fn write(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.out_dir)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let delay = WRITE_BEHIND_DELAY.as_millis();
     let results = format!(
         "# Benchmark results\n\n\
          Written by `cargo xtask bench --compare` ({} runs of each workload, {} peers per \
@@ -391,8 +392,8 @@ pub(crate) fn write(
          took {:.0} s). Each mtsession store is measured beside its raw engine doing the same \
          work in the same run: the same rows and indexes, the same durability (durable writes \
          fsync before they return; the `sqlite write-behind` rows run `synchronous=NORMAL` with \
-         a synced commit at least every 100 ms and at the end of each run, as the store's \
-         `max_delay_ms=100` does). The ratio is mtsession's median over the raw engine's median; \
+         a synced commit at least every {delay} ms and at the end of each run, as the \
+         store's `max_delay_ms={delay}` does). The ratio is mtsession's median over the raw engine's median; \
          the goal is ≥ {GOAL}×. The memory store has no raw engine: its ratio is over \
          grammers-session's own `MemorySession`, and the goal is to be ahead (≥ 1×). That \
          session keeps an id, a kind and a hash per peer; the `memory` rows cache peers with a \

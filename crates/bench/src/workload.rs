@@ -18,6 +18,9 @@ pub(crate) const FIRST_ID: i64 = 10_000;
 pub(crate) const BATCH: usize = 100;
 /// Update-state writes per run.
 pub(crate) const STATE_WRITES: usize = 2_000;
+/// The bound on unsynced writes of the write-behind rows: the store's
+/// `max_delay_ms`, and how often the raw floor syncs.
+pub(crate) const WRITE_BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Opens per run of the open workload.
 pub(crate) const OPENS: usize = 200;
 
@@ -386,8 +389,9 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                     &StoreSide {
                         label: "sqlite write-behind",
                         url: format!(
-                            "sqlite:{}?durability=write-behind&max_delay_ms=100",
-                            behind.display()
+                            "sqlite:{}?durability=write-behind&max_delay_ms={}",
+                            behind.display(),
+                            WRITE_BEHIND_DELAY.as_millis()
                         ),
                         all: false,
                         open_peers: 0,
