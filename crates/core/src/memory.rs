@@ -48,7 +48,7 @@ impl Record {
             test_mode: header.test_mode,
             takeout_id: header.takeout_id,
             update_state: self.update_state.clone(),
-            peers: self.peers.iter().cloned().collect(),
+            peers: self.peers.iter().collect(),
             sent_files: self.sent_files.iter().map(|(k, v)| (*k, *v)).collect(),
         };
         data.canonicalize();
@@ -215,21 +215,23 @@ impl SessionBackend for MemoryStore {
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        self.with(session, |r| {
-            ids.iter().map(|id| r.peers.get(*id).cloned()).collect()
-        })
+        self.with(session, |r| ids.iter().map(|id| r.peers.get(*id)).collect())
     }
 
     async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
-        self.with(session, |r| r.peers.get(id).cloned())
+        self.with(session, |r| r.peers.get(id))
+    }
+
+    fn peer_now(&self, session: &str, id: PeerId) -> Option<Result<Option<Peer>>> {
+        Some(self.with(session, |r| r.peers.get(id)))
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
-        self.with(session, |r| r.peers.by_username(key).cloned())
+        self.with(session, |r| r.peers.by_username(key))
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
-        self.with(session, |r| r.peers.by_phone(phone).cloned())
+        self.with(session, |r| r.peers.by_phone(phone))
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
@@ -275,5 +277,54 @@ impl SessionBackend for MemoryStore {
             inner.leases.remove(session);
         }
         Ok(live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::model::PeerKind;
+
+    /// The lookup answered without a future agrees with the awaited one,
+    /// for a stored peer, an unknown one and a missing session.
+    #[tokio::test]
+    async fn peer_now_answers_as_peer_does() {
+        let store = MemoryStore::new();
+        let data = SessionData::default();
+        store
+            .import("a", &data, ImportMode::CreateOnly, 1)
+            .await
+            .expect("import");
+        let known = PeerId::user(5).expect("valid");
+        let peer = Peer::new(known)
+            .with_kind(PeerKind::User)
+            .with_hash(9)
+            .with_username("Five");
+        store
+            .cache_peers(
+                "a",
+                &PeerBatch::new(std::slice::from_ref(&peer)).expect("valid"),
+            )
+            .await
+            .expect("cache");
+        let unknown = PeerId::user(6).expect("valid");
+        for id in [known, unknown] {
+            let now = store.peer_now("a", id).expect("answered").expect("read");
+            assert_eq!(now, store.peer("a", id).await.expect("read"));
+        }
+        assert_eq!(
+            store.peer_now("a", known).and_then(Result::ok).flatten(),
+            Some(peer)
+        );
+        let missing = store.peer_now("b", known).expect("answered");
+        assert_eq!(
+            missing.expect_err("no session").kind(),
+            store.peer("b", known).await.expect_err("no session").kind()
+        );
+        assert_eq!(
+            store.peer("b", known).await.expect_err("no session").kind(),
+            ErrorKind::NotFound
+        );
     }
 }

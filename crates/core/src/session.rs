@@ -193,6 +193,9 @@ impl Session {
         if !self.options.cache_peers {
             return Ok(None);
         }
+        if let Some(answer) = self.backend().peer_now(&self.name, id) {
+            return answer;
+        }
         self.backend().peer(&self.name, id).await
     }
 

@@ -536,7 +536,7 @@ async fn peer_batches_store_exactly_what_core_plans() {
                 let docs = all(&db, "mtsession_peers", doc! { "session": &name }).await;
                 let mut stored: Vec<Peer> = store.export(&name).await.expect("export").peers;
                 stored.sort_by_key(|p| p.id);
-                let expected: Vec<Peer> = reference.iter().cloned().collect();
+                let expected: Vec<Peer> = reference.iter().collect();
                 assert_eq!(stored, expected, "round {round}");
                 for doc in &docs {
                     let names: Vec<(String, String)> = doc

@@ -522,7 +522,7 @@ async fn assert_stored_as(prefix: &str, session: &str, table: &PeerTable, contex
         let want = table
             .get(PeerId::from_marked(id).expect("id"))
             .expect("reference peer");
-        assert_eq!(&got, want, "{context}: peer {id}");
+        assert_eq!(got, want, "{context}: peer {id}");
     }
     assert_eq!(unames, want_unames, "{context}: the username index");
     assert_eq!(phones, want_phones, "{context}: the phone index");

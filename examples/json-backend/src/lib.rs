@@ -313,16 +313,16 @@ impl SessionBackend for JsonDirStore {
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
         self.with(session, |e| {
-            ids.iter().map(|id| e.peers.get(*id).cloned()).collect()
+            ids.iter().map(|id| e.peers.get(*id)).collect()
         })
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
-        self.with(session, |e| e.peers.by_username(key).cloned())
+        self.with(session, |e| e.peers.by_username(key))
     }
 
     async fn peer_by_phone(&self, session: &str, phone: &str) -> Result<Option<Peer>> {
-        self.with(session, |e| e.peers.by_phone(phone).cloned())
+        self.with(session, |e| e.peers.by_phone(phone))
     }
 
     async fn peer_count(&self, session: &str) -> Result<u64> {
