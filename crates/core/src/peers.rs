@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use foldhash::HashMap;
 
 use crate::error::Result;
-use crate::model::{AccessHash, Peer, PeerId, PeerKind, normalize_username};
+use crate::model::{AccessHash, Peer, PeerId, PeerKind, merge_hash, normalize_username};
 
 /// A username's lookup key ([`normalize_username`]), borrowed when the
 /// username already is one (no `@`, no uppercase).
@@ -71,8 +71,8 @@ const HASH_MIN: u8 = 2;
 const HAS_LAST_SEEN: u8 = 4;
 
 impl Slot {
-    /// `peer` as a slot; its text moves into `reuse` when there is one.
-    fn from_peer(peer: Peer, reuse: Option<Box<PeerText>>) -> Slot {
+    /// `peer` as a slot.
+    fn from_peer(peer: Peer) -> Slot {
         let Peer {
             id: _,
             kind,
@@ -87,17 +87,7 @@ impl Slot {
             phone,
             name,
         };
-        let text = if text.is_empty() {
-            None
-        } else {
-            match reuse {
-                Some(mut boxed) => {
-                    *boxed = text;
-                    Some(boxed)
-                }
-                None => Some(Box::new(text)),
-            }
-        };
+        let text = (!text.is_empty()).then(|| Box::new(text));
         let mut flags = 0;
         if let Some(hash) = access_hash {
             flags |= HAS_HASH;
@@ -119,7 +109,7 @@ impl Slot {
 
     /// A copy of `peer` as a slot.
     fn of(peer: &Peer) -> Slot {
-        Slot::from_peer(peer.clone(), None)
+        Slot::from_peer(peer.clone())
     }
 
     /// The peer `id` with this slot's fixed fields and `text`.
@@ -127,10 +117,7 @@ impl Slot {
         Peer {
             id,
             kind: self.kind,
-            access_hash: (self.flags & HAS_HASH != 0).then_some(AccessHash {
-                value: self.hash,
-                min: self.flags & HASH_MIN != 0,
-            }),
+            access_hash: self.access_hash(),
             usernames: text.usernames,
             phone: text.phone,
             name: text.name,
@@ -165,13 +152,40 @@ impl Slot {
             .collect()
     }
 
-    /// [`Peer::merge`] of `new` into the stored peer `id`, reusing the box.
-    fn merge(&mut self, id: PeerId, new: &Peer) {
-        let mut boxed = self.text.take();
-        let text = boxed.as_deref_mut().map(std::mem::take).unwrap_or_default();
-        let mut peer = self.peer(id, text);
-        peer.merge(new);
-        *self = Slot::from_peer(peer, boxed);
+    fn access_hash(&self) -> Option<AccessHash> {
+        (self.flags & HAS_HASH != 0).then_some(AccessHash {
+            value: self.hash,
+            min: self.flags & HASH_MIN != 0,
+        })
+    }
+
+    /// [`Peer::merge`] of `new` into the stored peer, field by field in
+    /// place (the same rules: known values replace, [`merge_hash`] for the
+    /// hash); `peers_merge_as_peer_merge_does` holds the two together.
+    fn merge(&mut self, new: &Peer) {
+        if new.kind.is_some() {
+            self.kind = new.kind;
+        }
+        if let Some(hash) = merge_hash(self.access_hash(), new.access_hash) {
+            self.hash = hash.value;
+            self.flags = (self.flags & !HASH_MIN) | HAS_HASH | if hash.min { HASH_MIN } else { 0 };
+        }
+        if let Some(seen) = new.last_seen {
+            self.last_seen = seen;
+            self.flags |= HAS_LAST_SEEN;
+        }
+        if new.usernames.is_some() || new.phone.is_some() || new.name.is_some() {
+            let text = self.text.get_or_insert_default();
+            if new.usernames.is_some() {
+                text.usernames.clone_from(&new.usernames);
+            }
+            if new.phone.is_some() {
+                text.phone.clone_from(&new.phone);
+            }
+            if new.name.is_some() {
+                text.name.clone_from(&new.name);
+            }
+        }
     }
 
     /// Drops a username key (the peer lost it to another).
@@ -206,7 +220,7 @@ impl PeerTable {
             if let Some(phone) = &row.phone {
                 table.by_phone.insert(phone.clone(), row.id);
             }
-            table.peers.insert(row.id, Slot::from_peer(row, None));
+            table.peers.insert(row.id, Slot::from_peer(row));
         }
         table
     }
@@ -228,11 +242,11 @@ impl PeerTable {
                 if same_names && same_phone {
                     // The stored peer keeps its usernames and phone, which
                     // the indexes already name it for (the invariant).
-                    stored.merge(id, peer);
+                    stored.merge(peer);
                     return;
                 }
                 let old = (stored.username_keys(), stored.phone().cloned());
-                stored.merge(id, peer);
+                stored.merge(peer);
                 old
             }
             None => {
@@ -576,32 +590,59 @@ mod tests {
         (table.iter().collect(), names, phones)
     }
 
+    /// The peer `id` with known and unknown fields as the bits of `i` say.
+    fn variant(id: i64, i: i64) -> Peer {
+        let mut peer = Peer::new(user(id));
+        if i & 1 != 0 {
+            peer.kind = Some(if i & 64 != 0 {
+                PeerKind::User
+            } else {
+                PeerKind::Bot
+            });
+        }
+        match (i >> 1) & 3 {
+            0 => {}
+            1 => peer.access_hash = Some(AccessHash::full(-i)),
+            2 => peer.access_hash = Some(AccessHash::min(i64::MIN + i)),
+            _ => peer.access_hash = Some(AccessHash::full(0)),
+        }
+        match (i >> 3) & 3 {
+            0 => {}
+            1 => peer.usernames = Some(vec![]),
+            _ => peer.usernames = Some(vec![format!("Name{i}"), format!("other{i}")]),
+        }
+        if i & 32 != 0 {
+            peer.phone = Some(format!("7{i}"));
+            peer.name = Some(String::new());
+            peer.last_seen = Some(i - 32);
+        }
+        peer
+    }
+
+    /// Upserting a peer over a stored one gives what `Peer::merge` gives,
+    /// for every pair of field combinations.
+    #[test]
+    fn peers_merge_as_peer_merge_does() {
+        for old in 0..128 {
+            for new in 0..128 {
+                let (old, new) = (variant(1, old), variant(1, new));
+                let mut table = PeerTable::default();
+                table.upsert(&old);
+                table.upsert(&new);
+                let mut merged = old.clone();
+                merged.merge(&new);
+                assert_eq!(table.get(user(1)), Some(merged), "{old:?} then {new:?}");
+            }
+        }
+    }
+
     /// Every combination of known and unknown fields reads back from the
     /// table as it went in (the table keeps peers in a compact form).
     #[test]
     fn peers_read_back_as_stored() {
         let mut peers = Vec::new();
         for i in 0..64_i64 {
-            let mut peer = Peer::new(user(100 + i));
-            if i & 1 != 0 {
-                peer.kind = Some(PeerKind::Bot);
-            }
-            match (i >> 1) & 3 {
-                0 => {}
-                1 => peer.access_hash = Some(AccessHash::full(-i)),
-                2 => peer.access_hash = Some(AccessHash::min(i64::MIN + i)),
-                _ => peer.access_hash = Some(AccessHash::full(0)),
-            }
-            match (i >> 3) & 3 {
-                0 => {}
-                1 => peer.usernames = Some(vec![]),
-                _ => peer.usernames = Some(vec![format!("Name{i}"), format!("other{i}")]),
-            }
-            if i & 32 != 0 {
-                peer.phone = Some(format!("7{i}"));
-                peer.name = Some(String::new());
-                peer.last_seen = Some(i - 32);
-            }
+            let peer = variant(100 + i, i);
             peers.push(peer);
         }
         let mut upserted = PeerTable::default();

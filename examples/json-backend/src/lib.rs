@@ -312,9 +312,7 @@ impl SessionBackend for JsonDirStore {
     }
 
     async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
-        self.with(session, |e| {
-            ids.iter().map(|id| e.peers.get(*id)).collect()
-        })
+        self.with(session, |e| ids.iter().map(|id| e.peers.get(*id)).collect())
     }
 
     async fn peer_by_username(&self, session: &str, key: &str) -> Result<Option<Peer>> {
