@@ -119,6 +119,34 @@ async fn upsert_workloads(
 const COLUMNS: &str =
     "p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, p.name, p.last_seen";
 
+/// A peer row as rusqlite hands it over, every column of [`COLUMNS`] read
+/// into an owned value: what a caller of the raw engine needs to use the
+/// peer, and what the store turns into a `Peer`.
+type SqlitePeer = (
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Reads a row of [`COLUMNS`].
+fn sqlite_peer(r: &rusqlite::Row<'_>) -> rusqlite::Result<SqlitePeer> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
 /// The one statement of the SQL `raw-reads` floor: the stored rows of the
 /// batch's ids, then the ids owning its usernames and its phones (the other
 /// columns NULL), each an indexed lookup. `session` is the session's
@@ -273,9 +301,7 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
             let started = Instant::now();
             let mut stmt = conn.prepare_cached(sql).map_err(err)?;
             for id in &ids {
-                let found: (i64, Option<String>, Option<String>) = stmt
-                    .query_row([key(*id)], |r| Ok((r.get(0)?, r.get(5)?, r.get(7)?)))
-                    .map_err(err)?;
+                let found = stmt.query_row([key(*id)], sqlite_peer).map_err(err)?;
                 std::hint::black_box(found);
             }
             Ok(rate(ids.len(), started))
@@ -1429,15 +1455,12 @@ pub(crate) fn scale_lookups(
             let mut runs = Vec::new();
             for _ in 0..repeat {
                 let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT p.id, p.kind, p.hash, p.hash_is_min, p.usernames, p.phone, \
-                         p.name, p.last_seen FROM peers p WHERE p.session = 1 AND p.id = ?1",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM peers p WHERE p.session = 1 AND p.id = ?1"
+                    ))
                     .map_err(err)?;
                 runs.push(timed(&mut |id| {
-                    let found: (i64, Option<String>) = stmt
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(5)?)))
-                        .map_err(err)?;
+                    let found = stmt.query_row([id], sqlite_peer).map_err(err)?;
                     std::hint::black_box(found);
                     Ok(())
                 })?);

@@ -130,20 +130,20 @@ pub(crate) fn from_row(row: &Row<'_>, at: usize) -> SqlResult<Peer> {
         }),
         (None, _) => None,
     };
-    let usernames =
-        match row.get_ref(at + 4)? {
-            ValueRef::Null => None,
-            ValueRef::Text(text) => Some(serde_json::from_slice::<Vec<String>>(text).map_err(
-                |e| Error::Corrupt {
-                    what: "the sqlite peers table".to_owned(),
-                    message: format!("peer {id} has usernames that are not a JSON list of strings"),
-                    source: Some(Box::new(e)),
-                },
-            )?),
-            _ => {
-                return Err(corrupt(format!("peer {id} has usernames that are not text")).into());
-            }
-        };
+    let usernames = match row.get_ref(at + 4)? {
+        ValueRef::Null => None,
+        ValueRef::Text(text) => Some(match plain_usernames(text) {
+            Some(list) => list,
+            None => serde_json::from_slice::<Vec<String>>(text).map_err(|e| Error::Corrupt {
+                what: "the sqlite peers table".to_owned(),
+                message: format!("peer {id} has usernames that are not a JSON list of strings"),
+                source: Some(Box::new(e)),
+            })?,
+        }),
+        _ => {
+            return Err(corrupt(format!("peer {id} has usernames that are not text")).into());
+        }
+    };
     Ok(Peer {
         id,
         kind,
@@ -153,6 +153,25 @@ pub(crate) fn from_row(row: &Row<'_>, at: usize) -> SqlResult<Peer> {
         name: row.get(at + 6)?,
         last_seen: row.get(at + 7)?,
     })
+}
+
+/// The usernames list as [`encode_usernames`] writes it when no name needs
+/// an escape (`[]`, `["a"]`, `["a","b"]`), read without the JSON parser;
+/// `None` for anything else, which the parser then reads (or refuses).
+fn plain_usernames(text: &[u8]) -> Option<Vec<String>> {
+    let inner = text.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    let inner = inner.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.iter().any(|&b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    let inner = std::str::from_utf8(inner).ok()?;
+    inner
+        .split("\",\"")
+        .map(|name| (!name.contains('"')).then(|| name.to_owned()))
+        .collect()
 }
 
 /// Reads a peer from a `LEFT JOIN` row: `None` when its columns are NULL.
@@ -389,6 +408,55 @@ pub(crate) mod tests {
     use super::*;
     use crate::schema;
     use session_core::OpenMode;
+
+    /// The plain reading of a usernames list agrees with the JSON parser
+    /// wherever it answers, and answers for every list written without escapes.
+    #[test]
+    fn plain_usernames_read_as_json_does() {
+        let lists: [&[&str]; 7] = [
+            &[],
+            &[""],
+            &["durov"],
+            &["Alice", "bob_2", "Ωmega"],
+            &["quo\"te", "x"],
+            &["back\\slash"],
+            &["tab\t", "a,b", "]["],
+        ];
+        for list in lists {
+            let list: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+            let text = encode_usernames(&Some(list.clone()))
+                .expect("encode")
+                .expect("some");
+            let plain = plain_usernames(text.as_bytes());
+            let escaped = text.contains('\\');
+            assert_eq!(plain.is_some(), !escaped, "{text}");
+            if let Some(plain) = plain {
+                assert_eq!(plain, list, "{text}");
+            }
+        }
+        for text in [
+            "[",
+            "]",
+            "[\"]",
+            "[\"a\"",
+            "[\"a\",\"b]",
+            "[\"a\" ,\"b\"]",
+            "[ \"a\"]",
+            "[\"a\"b\"]",
+            "[\"a\",,\"b\"]",
+            "[\"\u{1}\"]",
+            "[1]",
+            "[\"a\",\"\"]",
+            "{}",
+            "",
+        ] {
+            let json = serde_json::from_str::<Vec<String>>(text).ok();
+            if let Some(plain) = plain_usernames(text.as_bytes()) {
+                assert_eq!(Some(plain), json, "{text:?}");
+            }
+        }
+        assert_eq!(plain_usernames(b"[\"a\xff\"]"), None);
+    }
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &Connection, sql: &str) -> Vec<String> {

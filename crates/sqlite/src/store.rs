@@ -922,15 +922,19 @@ impl SessionBackend for SqliteStore {
             .await
     }
 
-    async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
+    async fn peer(&self, session: &str, id: PeerId) -> Result<Option<Peer>> {
         let name = session.to_owned();
+        let marked = id.marked();
+        self.db
+            .read(move |conn| lookup_one(conn, peers::BY_ID, &name, &marked))
+            .await
+    }
+
+    async fn peers(&self, session: &str, ids: &[PeerId]) -> Result<Vec<Option<Peer>>> {
         if let [only] = ids {
-            let marked = only.marked();
-            return self
-                .db
-                .read(move |conn| Ok(vec![lookup_one(conn, peers::BY_ID, &name, &marked)?]))
-                .await;
+            return Ok(vec![self.peer(session, *only).await?]);
         }
+        let name = session.to_owned();
         let long = ids.len() > LONG_LOOKUP;
         let ids = ids.to_vec();
         let lookup = move |conn: &Connection| {
