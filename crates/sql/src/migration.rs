@@ -375,10 +375,15 @@ async fn stored_versions_fast(
         "SELECT version, NULL FROM {} WHERE id = 1 UNION ALL SELECT NULL, version FROM {}",
         tables.schema, tables.migrations
     );
-    let rows = match db
-        .query_all_raw(Statement::from_string(backend(engine), sql))
-        .await
-    {
+    let rows = match engine {
+        #[cfg(feature = "mysql")]
+        Engine::MySql => mysql_text_query(db, sql).await,
+        _ => {
+            db.query_all_raw(Statement::from_string(backend(engine), sql))
+                .await
+        }
+    };
+    let rows = match rows {
         Ok(rows) => rows,
         Err(err) if is_missing_table(&err) => return Ok(None),
         Err(err) => return Err(err),
@@ -394,6 +399,32 @@ async fn stored_versions_fast(
         }
     }
     Ok(Some((version, applied)))
+}
+
+/// Runs a statement made once per open over MySQL's text protocol: one
+/// round trip, where a prepared statement takes two (prepare, execute) and
+/// would be kept on the connection for nothing. Errors as sea-orm gives them.
+#[cfg(feature = "mysql")]
+async fn mysql_text_query(
+    db: &DatabaseConnection,
+    sql: String,
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    use sea_orm::sqlx;
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+    let mut conn = db
+        .get_mysql_connection_pool()
+        .acquire()
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
+        })?;
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e.into())))?;
+    Ok(rows.into_iter().map(sea_orm::QueryResult::from).collect())
 }
 
 /// Like [`stored_versions_fast`], for a namespace where a table may be
