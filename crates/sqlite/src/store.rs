@@ -185,7 +185,7 @@ pub(crate) const SENT_FILE: &str = "SELECT s.id, f.file_id, f.access_hash FROM s
 /// The fixed update-state fields a write sets (NULL keeps a field).
 const WRITE_STATE_FIELDS: &str = "UPDATE sessions SET pts = coalesce(?2, pts), \
      qts = coalesce(?3, qts), date = coalesce(?4, date), seq = coalesce(?5, seq) \
-     WHERE name = ?1 RETURNING id";
+     WHERE name = ?1";
 
 /// One channel's pts, by session name (no row when the session is missing).
 const SET_CHANNEL_BY_NAME: &str = "INSERT INTO channel_pts (session, channel_id, pts) \
@@ -355,46 +355,39 @@ fn apply_header_write(conn: &Connection, name: &str, write: &HeaderWrite) -> Sql
 }
 
 fn write_update_state(conn: &Connection, name: &str, write: &UpdateStateWrite) -> SqlResult<()> {
-    let mut session = None;
-    if write.sets_fields() {
-        let id: Option<i64> = conn
+    // The fields by session name, without reading back the session's row
+    // id (a `RETURNING` clause costs as much again as the update); the
+    // channel writes that need the id read it when they come.
+    let updated = write.sets_fields() && {
+        let changed = conn
             .prepare_cached(WRITE_STATE_FIELDS)?
-            .query_row(
-                params![name, write.pts, write.qts, write.date, write.seq],
-                |r| r.get(0),
-            )
-            .optional()?;
-        session = Some(id.ok_or_else(|| not_found(name))?);
-    }
-    let session_id = |session: Option<i64>| match session {
-        Some(id) => Ok(id),
-        None => session_id(conn, name),
+            .execute(params![name, write.pts, write.qts, write.date, write.seq])?;
+        if changed == 0 {
+            return Err(not_found(name));
+        }
+        true
     };
     match &write.channels {
         ChannelsWrite::Keep => {
-            session_id(session)?;
+            if !updated {
+                session_id(conn, name)?;
+            }
         }
-        ChannelsWrite::Set { id, pts } => match session {
-            Some(session) => {
-                conn.prepare_cached(SET_CHANNEL)?
-                    .execute(params![session, id, pts])?;
+        ChannelsWrite::Set { id, pts } => {
+            let changed = conn
+                .prepare_cached(SET_CHANNEL_BY_NAME)?
+                .execute(params![name, id, pts])?;
+            if changed == 0 {
+                return Err(not_found(name));
             }
-            None => {
-                let changed = conn
-                    .prepare_cached(SET_CHANNEL_BY_NAME)?
-                    .execute(params![name, id, pts])?;
-                if changed == 0 {
-                    return Err(not_found(name));
-                }
-            }
-        },
+        }
         ChannelsWrite::Remove { id } => {
-            let session = session_id(session)?;
+            let session = session_id(conn, name)?;
             conn.prepare_cached("DELETE FROM channel_pts WHERE session = ?1 AND channel_id = ?2")?
                 .execute(params![session, id])?;
         }
         ChannelsWrite::Replace(channels) => {
-            let session = session_id(session)?;
+            let session = session_id(conn, name)?;
             conn.prepare_cached("DELETE FROM channel_pts WHERE session = ?1")?
                 .execute([session])?;
             write_channels(conn, session, channels)?;
