@@ -31,6 +31,19 @@ pub(crate) struct Measure {
 }
 
 impl Measure {
+    /// Adds the runs of `more` to the measures of `into` with the same
+    /// backend, workload and engine (or appends them).
+    pub(crate) fn merge_into(into: &mut Vec<Measure>, more: Vec<Measure>) {
+        for m in more {
+            match into.iter_mut().find(|e| {
+                e.backend == m.backend && e.workload == m.workload && e.engine == m.engine
+            }) {
+                Some(existing) => existing.runs.extend(m.runs),
+                None => into.push(m),
+            }
+        }
+    }
+
     pub(crate) fn new(
         backend: &str,
         workload: &'static str,
@@ -399,8 +412,11 @@ pub(crate) fn write(
          session keeps an id, a kind and a hash per peer; the `memory` rows cache peers with a \
          username, a phone and a name besides (three more strings to copy and two indexes to \
          keep), the `{MEMORY_LEAN}` rows the same information as grammers; a cached peer takes \
-         {} bytes in the memory store's table and {} in grammers' (id and value), which is \
-         most of the difference between the two on lookups and new peers. With \
+         {} bytes in the memory store's table (and one more allocation for its text when it \
+         has a username, a phone or a name) and {} in grammers' (id and value). The \
+         `{MEMORY_LEAN}` rows and grammers' take turns, one run each, so that a change in the machine's speed \
+         during the run falls on both. The raw SQLite lookups read every column they select \
+         into owned values, as the store must to return the peer. With \
          `--with-peer-libraries`, the last column of the SQLite rows is grammers-session's own \
          `SqliteSession` (libsql, built and run as a separate program): it keeps an id, a \
          kind and a hash per peer in a file with a rollback journal. The `{SQLITE_ROLLBACK}` \
@@ -427,7 +443,7 @@ pub(crate) fn write(
         config.peers,
         config.open_peers,
         elapsed.as_secs_f64(),
-        std::mem::size_of::<(session_core::PeerId, session_core::Peer)>(),
+        session_core::PeerTable::ENTRY_BYTES,
         std::mem::size_of::<(
             grammers_session::types::PeerId,
             grammers_session::types::PeerInfo,

@@ -209,6 +209,11 @@ impl Slot {
 }
 
 impl PeerTable {
+    /// The bytes one cached peer takes in the table (its id and its fixed
+    /// fields), besides the one allocation holding its usernames, phone and
+    /// name when it has any.
+    pub const ENTRY_BYTES: usize = std::mem::size_of::<(PeerId, Slot)>();
+
     /// A table holding `rows` as stored (no rules applied), indexed by their
     /// usernames and phones.
     pub fn from_rows(rows: impl IntoIterator<Item = Peer>) -> Self {
@@ -617,6 +622,11 @@ mod tests {
             peer.last_seen = Some(i - 32);
         }
         peer
+    }
+
+    #[test]
+    fn a_lean_peer_takes_40_bytes() {
+        assert_eq!(PeerTable::ENTRY_BYTES, 40);
     }
 
     /// Upserting a peer over a stored one gives what `Peer::merge` gives,
