@@ -431,7 +431,7 @@ pub(crate) fn write(
          first read the stored peers of the batch's ids (fields the update does not know keep \
          their stored values) and the current owners of its usernames and phones (which move \
          to the new peer); the blind `raw` floor writes without reading. So the batch-upsert \
-         rows of sled, Redis, PostgreSQL, MySQL and MongoDB also show `{RAW_READS}`, the raw \
+         rows of SQLite, sled, Redis, PostgreSQL, MySQL and MongoDB also show `{RAW_READS}`, the raw \
          engine doing those same reads before the same writes, \
          atomically, in as few round trips as it allows (one sled transaction, one Redis \
          script, one `SELECT` in the SQL transaction; on MongoDB three `$in` queries and no \

@@ -441,6 +441,10 @@ impl PeerBatch {
     /// ([`Peer::merge`], with the `min`-hash rule), and each username and
     /// phone moves to the peer that claimed it last.
     pub fn plan(&self, stored: impl IntoIterator<Item = Peer>) -> PeerPlan {
+        let mut stored = stored.into_iter().peekable();
+        if stored.peek().is_none() && self.claims_nothing_twice() {
+            return self.plan_new();
+        }
         let mut table = PeerTable::from_rows(stored);
         // The stored value of every row the batch may change, taken just
         // before its first change: the peer itself, and the current owners of
@@ -509,6 +513,47 @@ impl PeerBatch {
         plan.usernames_removed.sort();
         plan.usernames_added.sort();
         plan.phones_removed.sort();
+        plan.phones_added.sort();
+        plan
+    }
+}
+
+impl PeerBatch {
+    /// Whether no id, username key or phone comes twice in the batch (then
+    /// no peer of it merges over another or takes a name from another).
+    fn claims_nothing_twice(&self) -> bool {
+        let keys = self.keys();
+        let names: usize = self
+            .peers
+            .iter()
+            .map(|p| p.usernames.as_ref().map_or(0, Vec::len))
+            .sum();
+        let phones = self.peers.iter().filter(|p| p.phone.is_some()).count();
+        keys.ids.len() == self.peers.len()
+            && keys.username_keys.len() == names
+            && keys.phones.len() == phones
+    }
+
+    /// [`plan`](Self::plan) when nothing is stored and nothing is claimed
+    /// twice: every peer is a new row as it is, and every username and phone
+    /// a new index entry of its own (what the general case computes then,
+    /// without building a table; `plans_agree_with_the_reference` covers both).
+    fn plan_new(&self) -> PeerPlan {
+        let mut plan = PeerPlan {
+            rows: self.peers.clone(),
+            inserted: self.peers.len() as u64,
+            ..PeerPlan::default()
+        };
+        plan.rows.sort_unstable_by_key(|p| p.id);
+        for peer in &plan.rows {
+            for key in peer.username_keys() {
+                plan.usernames_added.push((key, peer.id));
+            }
+            if let Some(phone) = &peer.phone {
+                plan.phones_added.push((phone.clone(), peer.id));
+            }
+        }
+        plan.usernames_added.sort();
         plan.phones_added.sort();
         plan
     }
