@@ -121,8 +121,28 @@ impl Slot {
             usernames: text.usernames,
             phone: text.phone,
             name: text.name,
-            last_seen: (self.flags & HAS_LAST_SEEN != 0).then_some(self.last_seen),
+            last_seen: self.last_seen(),
         }
+    }
+
+    fn last_seen(&self) -> Option<i64> {
+        (self.flags & HAS_LAST_SEEN != 0).then_some(self.last_seen)
+    }
+
+    /// Whether the slot holds exactly `peer`'s fields (its id aside),
+    /// compared in place, without copying the peer out.
+    fn holds(&self, peer: &Peer) -> bool {
+        let text = match &self.text {
+            Some(text) => {
+                text.usernames == peer.usernames
+                    && text.phone == peer.phone
+                    && text.name == peer.name
+            }
+            None => peer.usernames.is_none() && peer.phone.is_none() && peer.name.is_none(),
+        };
+        text && self.kind == peer.kind
+            && self.access_hash() == peer.access_hash
+            && self.last_seen() == peer.last_seen
     }
 
     /// The stored peer `id`, copied out.
@@ -472,24 +492,17 @@ impl PeerBatch {
         }
         let mut plan = PeerPlan::default();
         for (id, old) in before {
-            let Some(after) = table.get(id) else {
+            let Some(slot) = table.peers.get(&id) else {
                 continue;
             };
             let Some(old) = old else {
-                // A new row: every key and its phone are added.
-                for key in after.username_keys() {
-                    plan.usernames_added.push((key, id));
-                }
-                if let Some(phone) = &after.phone {
-                    plan.phones_added.push((phone.clone(), id));
-                }
-                plan.inserted += 1;
-                plan.rows.push(after);
+                plan.insert_row(slot.to_peer(id));
                 continue;
             };
-            if old == after {
+            if slot.holds(&old) {
                 continue;
             }
+            let after = slot.to_peer(id);
             if old.usernames != after.usernames {
                 let old_keys: BTreeSet<String> = old.username_keys().into_iter().collect();
                 let new_keys: BTreeSet<String> = after.username_keys().into_iter().collect();
@@ -510,10 +523,7 @@ impl PeerBatch {
             }
             plan.rows.push(after);
         }
-        plan.usernames_removed.sort();
-        plan.usernames_added.sort();
-        plan.phones_removed.sort();
-        plan.phones_added.sort();
+        plan.sort_entries();
         plan
     }
 }
@@ -539,22 +549,13 @@ impl PeerBatch {
     /// a new index entry of its own (what the general case computes then,
     /// without building a table; `plans_agree_with_the_reference` covers both).
     fn plan_new(&self) -> PeerPlan {
-        let mut plan = PeerPlan {
-            rows: self.peers.clone(),
-            inserted: self.peers.len() as u64,
-            ..PeerPlan::default()
-        };
-        plan.rows.sort_unstable_by_key(|p| p.id);
-        for peer in &plan.rows {
-            for key in peer.username_keys() {
-                plan.usernames_added.push((key, peer.id));
-            }
-            if let Some(phone) = &peer.phone {
-                plan.phones_added.push((phone.clone(), peer.id));
-            }
+        let mut rows = self.peers.clone();
+        rows.sort_unstable_by_key(|p| p.id);
+        let mut plan = PeerPlan::default();
+        for peer in rows {
+            plan.insert_row(peer);
         }
-        plan.usernames_added.sort();
-        plan.phones_added.sort();
+        plan.sort_entries();
         plan
     }
 }
@@ -584,6 +585,27 @@ pub struct PeerPlan {
 }
 
 impl PeerPlan {
+    /// Adds `peer` as a new row: each of its username keys and its phone
+    /// becomes an index entry naming it.
+    fn insert_row(&mut self, peer: Peer) {
+        for key in peer.username_keys() {
+            self.usernames_added.push((key, peer.id));
+        }
+        if let Some(phone) = &peer.phone {
+            self.phones_added.push((phone.clone(), peer.id));
+        }
+        self.inserted += 1;
+        self.rows.push(peer);
+    }
+
+    /// Sorts the index entries (the rows come sorted by id).
+    fn sort_entries(&mut self) {
+        self.usernames_removed.sort();
+        self.usernames_added.sort();
+        self.phones_removed.sort();
+        self.phones_added.sort();
+    }
+
     /// Whether the plan writes nothing.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
@@ -687,6 +709,71 @@ mod tests {
                 let mut merged = old.clone();
                 merged.merge(&new);
                 assert_eq!(table.get(user(1)), Some(merged), "{old:?} then {new:?}");
+            }
+        }
+    }
+
+    /// A slot holds exactly the peer it was made from, for every pair of
+    /// field combinations.
+    #[test]
+    fn slots_hold_exactly_their_peer() {
+        for a in 0..128 {
+            for b in 0..128 {
+                let (a, b) = (variant(1, a), variant(1, b));
+                assert_eq!(Slot::of(&a).holds(&b), a == b, "{a:?} holds {b:?}");
+            }
+        }
+        // Each field apart: a peer differing in that field alone is not held.
+        for i in 0..128 {
+            let a = variant(1, i);
+            let slot = Slot::of(&a);
+            let changes: [fn(&mut Peer); 7] = [
+                |p| {
+                    p.kind = if p.kind.is_some() {
+                        None
+                    } else {
+                        Some(PeerKind::Chat)
+                    }
+                },
+                |p| {
+                    p.access_hash = match p.access_hash {
+                        None => Some(AccessHash::full(3)),
+                        Some(h) => Some(AccessHash { min: !h.min, ..h }),
+                    }
+                },
+                |p| {
+                    p.access_hash = p.access_hash.map(|h| AccessHash {
+                        value: h.value ^ 1,
+                        ..h
+                    })
+                },
+                |p| {
+                    p.usernames = if p.usernames.is_some() {
+                        None
+                    } else {
+                        Some(vec![])
+                    }
+                },
+                |p| {
+                    p.phone = if p.phone.is_some() {
+                        None
+                    } else {
+                        Some("1".into())
+                    }
+                },
+                |p| {
+                    p.name = if p.name.is_some() {
+                        None
+                    } else {
+                        Some("n".into())
+                    }
+                },
+                |p| p.last_seen = Some(p.last_seen.map_or(0, |t| t + 1)),
+            ];
+            for change in changes {
+                let mut b = a.clone();
+                change(&mut b);
+                assert_eq!(slot.holds(&b), a == b, "{a:?} holds {b:?}");
             }
         }
     }
