@@ -12,7 +12,7 @@ use crate::report::{Measure, RAW_READS};
 use crate::workload::{
     BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, MEMORY_PASSES, OPEN, OPENS, STATE,
     STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure, measure_sync,
-    rate, shuffled,
+    per_second, rate, shuffled,
 };
 
 /// The row of one peer as the raw engines store it.
@@ -231,14 +231,14 @@ const SQLITE_READS: &str = "SELECT p.id, p.kind, p.hash, p.hash_is_min, p.userna
      WHERE p.session = ?1 AND p.phone IS NOT NULL AND p.phone IN rarray(?4)";
 
 fn sqlite_upsert(
-    conn: &mut rusqlite::Connection,
+    conn: &rusqlite::Connection,
     session: i64,
     batch: &[Row],
     floor: Floor,
 ) -> rusqlite::Result<()> {
     use rusqlite::types::Value;
     use std::rc::Rc;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     {
         if floor == Floor::Reads {
             let list = |f: &dyn Fn(&Row) -> Value| Rc::new(batch.iter().map(f).collect::<Vec<_>>());
@@ -284,10 +284,10 @@ fn sqlite_open(path: &Path, synchronous: &str) -> rusqlite::Result<rusqlite::Con
 
 /// rusqlite with the schema shape of session-sqlite, WAL, `synchronous=FULL`
 /// for durable writes (and `NORMAL` for the write-behind row).
-pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+pub(crate) async fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
     const LABEL: &str = "sqlite";
     let path = dir.join("raw.sqlite");
-    let mut conn = sqlite_open(&path, "FULL").map_err(err)?;
+    let conn = sqlite_open(&path, "FULL").map_err(err)?;
     conn.execute(
         "INSERT INTO sessions (id, name, home_dc) VALUES (1, 'lookups', 2), (2, 'upserts', 2)",
         [],
@@ -299,34 +299,22 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
     )
     .map_err(err)?;
     let all = rows(config.peers);
-    let mut out = Vec::new();
-    for floor in [Floor::Blind, Floor::Reads] {
-        let runs = measure_sync(config.repeat, || {
-            conn.execute("DELETE FROM peers WHERE session = 2", [])
-                .map_err(err)?;
-            conn.execute("DELETE FROM peer_usernames WHERE session = 2", [])
-                .map_err(err)?;
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                sqlite_upsert(&mut conn, 2, batch, floor).map_err(err)?;
-            }
-            Ok(rate(all.len(), started))
-        })?;
-        out.push(Measure::new(LABEL, UPSERT_NEW, floor.engine(), runs));
-    }
-    for batch in all.chunks(1_000) {
-        sqlite_upsert(&mut conn, 1, batch, Floor::Blind).map_err(err)?;
-    }
-    for floor in [Floor::Blind, Floor::Reads] {
-        let runs = measure_sync(config.repeat, || {
-            let started = Instant::now();
-            for batch in all.chunks(BATCH) {
-                sqlite_upsert(&mut conn, 1, batch, floor).map_err(err)?;
-            }
-            Ok(rate(all.len(), started))
-        })?;
-        out.push(Measure::new(LABEL, UPSERT_EXISTING, floor.engine(), runs));
-    }
+    let mut out = upsert_workloads(
+        config,
+        LABEL,
+        &all,
+        async || {
+            conn.execute_batch(
+                "DELETE FROM peers WHERE session = 2; DELETE FROM peer_usernames WHERE session = 2",
+            )
+            .map_err(err)
+        },
+        async || Ok(()),
+        async |session, batch: &[Row], floor| {
+            sqlite_upsert(&conn, session, batch, floor).map_err(err)
+        },
+    )
+    .await?;
 
     let ids = shuffled(config.peers);
     let lookup = |sql: &str, key: &dyn Fn(i64) -> rusqlite::types::Value| {
@@ -400,7 +388,7 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
     // The open workload: a store holding `open_peers` peers.
     let big = dir.join("raw-open.sqlite");
     {
-        let mut conn = sqlite_open(&big, "OFF").map_err(err)?;
+        let conn = sqlite_open(&big, "OFF").map_err(err)?;
         conn.execute(
             "INSERT INTO sessions (id, name, home_dc) VALUES (1, 'open', 2)",
             [],
@@ -413,7 +401,7 @@ pub(crate) fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, String
         .map_err(err)?;
         let many = rows(config.open_peers);
         for batch in many.chunks(5_000) {
-            sqlite_upsert(&mut conn, 1, batch, Floor::Blind).map_err(err)?;
+            sqlite_upsert(&conn, 1, batch, Floor::Blind).map_err(err)?;
         }
     }
     let opens = |path: &Path| {
@@ -1414,7 +1402,7 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
             cache_all(&session).await?;
             spent += started.elapsed();
         }
-        Ok((all.len() * MEMORY_PASSES) as f64 / spent.as_secs_f64().max(1e-9))
+        Ok(per_second(all.len() * MEMORY_PASSES, spent))
     })
     .await?;
     out.push(Measure::new(LABEL, UPSERT_NEW, "grammers", runs));
@@ -1475,9 +1463,9 @@ pub(crate) fn scale_lookups(
     match backend {
         "sqlite" => {
             let path = dir.join(format!("raw-scale-{n}.sqlite"));
-            let mut conn = sqlite_open(&path, "OFF").map_err(err)?;
+            let conn = sqlite_open(&path, "OFF").map_err(err)?;
             for batch in rows(n).chunks(5_000) {
-                sqlite_upsert(&mut conn, 1, batch, Floor::Blind).map_err(err)?;
+                sqlite_upsert(&conn, 1, batch, Floor::Blind).map_err(err)?;
             }
             let mut runs = Vec::new();
             for _ in 0..repeat {

@@ -103,7 +103,12 @@ pub(crate) fn shuffled(n: i64) -> Vec<i64> {
 
 /// Operations per second of `ops` operations timed from `started`.
 pub(crate) fn rate(ops: usize, started: Instant) -> f64 {
-    ops as f64 / started.elapsed().as_secs_f64().max(1e-9)
+    per_second(ops, started.elapsed())
+}
+
+/// Operations per second of `ops` operations that took `spent` in all.
+pub(crate) fn per_second(ops: usize, spent: std::time::Duration) -> f64 {
+    ops as f64 / spent.as_secs_f64().max(1e-9)
 }
 
 /// Runs `f` `repeat` times; each run times itself and returns its ops/s.
@@ -317,7 +322,7 @@ async fn upsert_new_runs(
                 spent += started.elapsed();
                 store.delete(&name).await.map_err(err)?;
             }
-            Ok((all.len() * passes) as f64 / spent.as_secs_f64().max(1e-9))
+            Ok(per_second(all.len() * passes, spent))
         }
     })
     .await
@@ -439,7 +444,7 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                 )
                 .await?,
             );
-            out.extend(raw::sqlite(config, dir.path())?);
+            out.extend(raw::sqlite(config, dir.path()).await?);
         }
         "sled" => {
             let path = dir.path().join("store.sled");
