@@ -790,31 +790,50 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         .query_async::<()>(&mut conn)
         .await
         .map_err(err)?;
+    redis::cmd("SET")
+        .arg(format!("{prefix}:schema"))
+        .arg(1)
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(err)?;
+    // Opening: connect and read the home key; the second floor first reads
+    // the schema version, as the store does.
     let url = config.redis_url.clone();
-    let runs = measure(config.repeat, || {
-        let url = url.clone();
-        async move {
-            let started = Instant::now();
-            for _ in 0..OPENS {
-                let client = redis::Client::open(url.as_str()).map_err(err)?;
-                let mut conn = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(err)?;
-                let key: Option<Vec<u8>> = redis::cmd("HGET")
-                    .arg(k(1, "dcs"))
-                    .arg("2")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(err)?;
-                key.ok_or("missing")?;
+    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
+        let runs = measure(config.repeat, || {
+            let url = url.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..OPENS {
+                    let client = redis::Client::open(url.as_str()).map_err(err)?;
+                    let mut conn = client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(err)?;
+                    if schema {
+                        let version: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(format!("{prefix}:schema"))
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(err)?;
+                        version.ok_or("missing")?;
+                    }
+                    let key: Option<Vec<u8>> = redis::cmd("HGET")
+                        .arg(k(1, "dcs"))
+                        .arg("2")
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(err)?;
+                    key.ok_or("missing")?;
+                }
+                Ok(rate(OPENS, started))
             }
-            Ok(rate(OPENS, started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+        })
+        .await?;
+        out.push(Measure::new(LABEL, OPEN, engine, runs));
+    }
     redis::cmd("DEL")
+        .arg(format!("{prefix}:schema"))
         .arg(k(1, "peers"))
         .arg(k(1, "uname"))
         .arg(k(1, "phone"))
@@ -828,6 +847,11 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         .map_err(err)?;
     Ok(out)
 }
+
+/// The schema check of session-sql's open: the version and the applied
+/// migrations, one statement.
+const SQL_SCHEMA_READ: &str = "SELECT version, NULL FROM rawbench_schema WHERE id = 1 \
+     UNION ALL SELECT NULL, version FROM rawbench_migrations";
 
 /// sqlx on PostgreSQL or MySQL, with the table shape of session-sql.
 pub(crate) async fn sql(backend: &str, url: &str, config: &Config) -> Result<Vec<Measure>, String> {
@@ -851,12 +875,16 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
         .await
         .map_err(err)?;
     for statement in [
-        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions",
+        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations",
         "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key BYTEA)",
         "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone TEXT, name TEXT, last_seen BIGINT, PRIMARY KEY (session, id))",
         "CREATE UNIQUE INDEX rawbench_peers_phone ON rawbench_peers (session, phone)",
         "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username TEXT NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
         "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, decode(repeat('07', 256), 'hex')), (2, 2, NULL)",
+        "CREATE TABLE rawbench_schema (id INT PRIMARY KEY, version BIGINT NOT NULL)",
+        "CREATE TABLE rawbench_migrations (version VARCHAR(255) PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        "INSERT INTO rawbench_schema VALUES (1, 1)",
+        "INSERT INTO rawbench_migrations VALUES ('m0001_initial', 0)",
     ] {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
@@ -990,30 +1018,42 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
     })
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
+    // Opening: connect and read the home key; the second floor also reads
+    // the schema version and the applied migrations first, in one
+    // statement as the store does (over the text protocol on MySQL).
     let url = url.to_owned();
-    let runs = measure(config.repeat, || {
-        let url = url.clone();
-        async move {
-            let started = Instant::now();
-            for _ in 0..OPENS / 4 {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&url)
-                    .await
-                    .map_err(err)?;
-                let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(err)?;
-                std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
-                pool.close().await;
+    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
+        let runs = measure(config.repeat, || {
+            let url = url.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..OPENS / 4 {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&url)
+                        .await
+                        .map_err(err)?;
+                    if schema {
+                        let rows = sqlx::raw_sql(SQL_SCHEMA_READ)
+                            .fetch_all(&pool)
+                            .await
+                            .map_err(err)?;
+                        std::hint::black_box(rows);
+                    }
+                    let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(err)?;
+                    std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
+                    pool.close().await;
+                }
+                Ok(rate(OPENS / 4, started))
             }
-            Ok(rate(OPENS / 4, started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(label, OPEN, "raw", runs));
-    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions")
+        })
+        .await?;
+        out.push(Measure::new(label, OPEN, engine, runs));
+    }
+    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
         .execute(&pool)
         .await
         .map_err(err)?;
@@ -1028,11 +1068,15 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
         .await
         .map_err(err)?;
     for statement in [
-        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions",
+        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations",
         "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key VARBINARY(256))",
         "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone VARCHAR(64), name TEXT, last_seen BIGINT, PRIMARY KEY (session, id), UNIQUE KEY rawbench_phone (session, phone))",
         "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username VARCHAR(255) NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
         "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, UNHEX(REPEAT('07', 256))), (2, 2, NULL)",
+        "CREATE TABLE rawbench_schema (id INT PRIMARY KEY, version BIGINT NOT NULL)",
+        "CREATE TABLE rawbench_migrations (version VARCHAR(255) PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        "INSERT INTO rawbench_schema VALUES (1, 1)",
+        "INSERT INTO rawbench_migrations VALUES ('m0001_initial', 0)",
     ] {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
@@ -1184,30 +1228,42 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
     })
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
+    // Opening: connect and read the home key; the second floor also reads
+    // the schema version and the applied migrations first, in one
+    // statement as the store does (over the text protocol on MySQL).
     let url = url.to_owned();
-    let runs = measure(config.repeat, || {
-        let url = url.clone();
-        async move {
-            let started = Instant::now();
-            for _ in 0..OPENS / 4 {
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&url)
-                    .await
-                    .map_err(err)?;
-                let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(err)?;
-                std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
-                pool.close().await;
+    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
+        let runs = measure(config.repeat, || {
+            let url = url.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..OPENS / 4 {
+                    let pool = sqlx::mysql::MySqlPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&url)
+                        .await
+                        .map_err(err)?;
+                    if schema {
+                        let rows = sqlx::raw_sql(SQL_SCHEMA_READ)
+                            .fetch_all(&pool)
+                            .await
+                            .map_err(err)?;
+                        std::hint::black_box(rows);
+                    }
+                    let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(err)?;
+                    std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
+                    pool.close().await;
+                }
+                Ok(rate(OPENS / 4, started))
             }
-            Ok(rate(OPENS / 4, started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(label, OPEN, "raw", runs));
-    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions")
+        })
+        .await?;
+        out.push(Measure::new(label, OPEN, engine, runs));
+    }
+    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
         .execute(&pool)
         .await
         .map_err(err)?;
@@ -1346,26 +1402,42 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
     })
     .await?;
     out.push(Measure::new(LABEL, STATE, "raw", runs));
+    db.collection::<bson::Document>("meta")
+        .insert_one(doc! {"_id": "schema", "version": 1, "layout": 1})
+        .await
+        .map_err(err)?;
+    // Opening: connect and read the home key; the second floor first reads
+    // the schema document, as the store does.
     let url = config.mongo_url.clone();
-    let runs = measure(config.repeat, || {
-        let url = url.clone();
-        async move {
-            let started = Instant::now();
-            for _ in 0..OPENS / 4 {
-                let client = mongodb::Client::with_uri_str(&url).await.map_err(err)?;
-                let found = client
-                    .database("mtsession_rawbench")
-                    .collection::<bson::Document>("sessions")
-                    .find_one(doc! {"_id": 1})
-                    .await
-                    .map_err(err)?;
-                found.ok_or("missing")?;
+    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
+        let runs = measure(config.repeat, || {
+            let url = url.clone();
+            async move {
+                let started = Instant::now();
+                for _ in 0..OPENS / 4 {
+                    let client = mongodb::Client::with_uri_str(&url).await.map_err(err)?;
+                    let db = client.database("mtsession_rawbench");
+                    if schema {
+                        let found = db
+                            .collection::<bson::Document>("meta")
+                            .find_one(doc! {"_id": "schema"})
+                            .await
+                            .map_err(err)?;
+                        found.ok_or("missing")?;
+                    }
+                    let found = db
+                        .collection::<bson::Document>("sessions")
+                        .find_one(doc! {"_id": 1})
+                        .await
+                        .map_err(err)?;
+                    found.ok_or("missing")?;
+                }
+                Ok(rate(OPENS / 4, started))
             }
-            Ok(rate(OPENS / 4, started))
-        }
-    })
-    .await?;
-    out.push(Measure::new(LABEL, OPEN, "raw", runs));
+        })
+        .await?;
+        out.push(Measure::new(LABEL, OPEN, engine, runs));
+    }
     db.drop().await.map_err(err)?;
     Ok(out)
 }

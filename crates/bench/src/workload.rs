@@ -4,6 +4,7 @@
 //! `799900{id}`; lookups go in a fixed shuffled order.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Instant;
 
 use mtsession::{AuthKey, Peer, PeerId, PeerKind, Session, Store, UpdateStateChange};
@@ -372,62 +373,128 @@ async fn lookup_by_id_runs(
     .await
 }
 
-/// Measures one backend: the mtsession store and the raw engine.
+/// Measures one backend: the mtsession store and the raw engine, in turns.
+///
+/// Each of `config.repeat` rounds runs every workload once on the store and
+/// once on the raw engine, back to back (the store first in even rounds,
+/// the raw engine first in odd ones), so that a change in the machine's
+/// speed during the run (figures here move by half from one minute to the
+/// next) falls on both sides of a ratio; the report divides the runs of
+/// each round and takes the median of those ratios.
 pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Measure>, String> {
+    if backend == "memory" {
+        return memory(config).await;
+    }
     let dir = tempfile::tempdir().map_err(err)?;
+    if backend == "postgres" || backend == "mysql" {
+        let base = sql_url(backend, config);
+        prime_statistics(
+            backend,
+            base,
+            &with_option(base, "table_prefix=bench_"),
+            config,
+        )
+        .await?;
+    }
+    let once = Config {
+        repeat: 1,
+        ..config.clone()
+    };
     let mut out = Vec::new();
-    match backend {
-        "memory" => {
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: "memory",
-                        url: "memory:".into(),
-                        all: true,
-                        open_peers: 0,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            // The two sides of the comparison take turns, one run each, so
-            // that a change in the machine's speed during the run (this
-            // one's figures moved by half from one minute to the next)
-            // falls on both.
-            let once = Config {
-                repeat: 1,
-                ..config.clone()
-            };
-            let (mut lean, mut grammers) = (Vec::new(), Vec::new());
-            for _ in 0..config.repeat {
-                Measure::merge_into(&mut lean, memory_lean(&once).await?);
-                Measure::merge_into(&mut grammers, raw::grammers_memory(&once).await?);
-            }
-            out.extend(lean);
-            // grammers keeps id, kind and hash only: its figures are the
-            // peer of both memory rows.
-            out.extend(grammers.iter().map(|m| {
-                let mut lean = m.clone();
-                lean.backend = MEMORY_LEAN.to_owned();
-                lean
-            }));
-            out.extend(grammers);
+    for round in 0..config.repeat {
+        // The raw engine's files are made afresh each round; the store's
+        // are reused (each store workload clears what it writes first).
+        let raw_dir = dir.path().join(format!("raw-{round}"));
+        std::fs::create_dir(&raw_dir).map_err(err)?;
+        let mut this = Vec::new();
+        if round % 2 == 0 {
+            this.extend(store_sides(backend, &once, dir.path()).await?);
+            this.extend(raw_side(backend, &once, &raw_dir).await?);
+        } else {
+            this.extend(raw_side(backend, &once, &raw_dir).await?);
+            this.extend(store_sides(backend, &once, dir.path()).await?);
         }
+        Measure::merge_into(&mut out, this);
+        std::fs::remove_dir_all(&raw_dir).map_err(err)?;
+    }
+    for m in &mut out {
+        m.in_turns = true;
+    }
+    Ok(out)
+}
+
+/// The memory store: every workload on full peers (no raw engine), then the
+/// `id+kind+hash` rows and grammers' `MemorySession` in turns.
+async fn memory(config: &Config) -> Result<Vec<Measure>, String> {
+    let mut out = store_side(
+        &StoreSide {
+            label: "memory",
+            url: "memory:".into(),
+            all: true,
+            open_peers: 0,
+        },
+        config,
+    )
+    .await?;
+    let once = Config {
+        repeat: 1,
+        ..config.clone()
+    };
+    let (mut lean, mut grammers) = (Vec::new(), Vec::new());
+    for _ in 0..config.repeat {
+        Measure::merge_into(&mut lean, memory_lean(&once).await?);
+        Measure::merge_into(&mut grammers, raw::grammers_memory(&once).await?);
+    }
+    for m in lean.iter_mut().chain(&mut grammers) {
+        m.in_turns = true;
+    }
+    out.extend(lean);
+    // grammers keeps id, kind and hash only: its figures are the peer of
+    // both memory rows (the full `memory` rows, not measured in turns with
+    // it, divide medians).
+    out.extend(grammers.iter().map(|m| {
+        let mut lean = m.clone();
+        lean.backend = MEMORY_LEAN.to_owned();
+        lean
+    }));
+    out.extend(grammers.into_iter().map(|mut m| {
+        m.in_turns = false;
+        m
+    }));
+    Ok(out)
+}
+
+/// The URL of the PostgreSQL or MySQL server.
+fn sql_url<'a>(backend: &str, config: &'a Config) -> &'a str {
+    if backend == "postgres" {
+        &config.postgres_url
+    } else {
+        &config.mysql_url
+    }
+}
+
+/// One run of every workload on the mtsession store(s) of `backend`,
+/// whose files (if any) are in `dir`.
+async fn store_sides(backend: &str, config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+    let side = |label, url, open_peers| StoreSide {
+        label,
+        url,
+        all: true,
+        open_peers,
+    };
+    match backend {
         "sqlite" => {
-            let path = dir.path().join("store.sqlite");
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: "sqlite",
-                        url: format!("sqlite:{}", path.display()),
-                        all: true,
-                        open_peers: config.open_peers,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            let behind = dir.path().join("behind.sqlite");
+            let path = dir.join("store.sqlite");
+            let mut out = store_side(
+                &side(
+                    "sqlite",
+                    format!("sqlite:{}", path.display()),
+                    config.open_peers,
+                ),
+                config,
+            )
+            .await?;
+            let behind = dir.join("behind.sqlite");
             out.extend(
                 store_side(
                     &StoreSide {
@@ -444,80 +511,50 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
                 )
                 .await?,
             );
-            out.extend(raw::sqlite(config, dir.path()).await?);
+            Ok(out)
         }
         "sled" => {
-            let path = dir.path().join("store.sled");
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: "sled",
-                        url: format!("sled:{}", path.display()),
-                        all: true,
-                        open_peers: config.open_peers,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            out.extend(raw::sled(config, dir.path()).await?);
+            let path = dir.join("store.sled");
+            store_side(
+                &side(
+                    "sled",
+                    format!("sled:{}", path.display()),
+                    config.open_peers,
+                ),
+                config,
+            )
+            .await
         }
         "redis" => {
             let url = with_option(&config.redis_url, "prefix=mtsession-bench");
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: "redis",
-                        url,
-                        all: true,
-                        open_peers: config.peers,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            out.extend(raw::redis(config).await?);
+            store_side(&side("redis", url, config.peers), config).await
         }
         "postgres" | "mysql" => {
-            let base = if backend == "postgres" {
-                &config.postgres_url
-            } else {
-                &config.mysql_url
-            };
-            let url = with_option(base, "table_prefix=bench_");
-            prime_statistics(backend, base, &url, config).await?;
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: backend,
-                        url,
-                        all: true,
-                        open_peers: config.peers,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            out.extend(raw::sql(backend, base, config).await?);
+            let url = with_option(sql_url(backend, config), "table_prefix=bench_");
+            store_side(&side(backend, url, config.peers), config).await
         }
         "mongo" => {
-            out.extend(
-                store_side(
-                    &StoreSide {
-                        label: "mongo",
-                        url: config.mongo_url.clone(),
-                        all: true,
-                        open_peers: config.peers,
-                    },
-                    config,
-                )
-                .await?,
-            );
-            out.extend(raw::mongo(config).await?);
+            store_side(
+                &side("mongo", config.mongo_url.clone(), config.peers),
+                config,
+            )
+            .await
         }
-        other => return Err(format!("unknown backend {other:?}")),
+        other => Err(format!("unknown backend {other:?}")),
     }
-    Ok(out)
+}
+
+/// One run of every workload on the raw engine of `backend`, whose files
+/// (if any) go to `dir`.
+async fn raw_side(backend: &str, config: &Config, dir: &Path) -> Result<Vec<Measure>, String> {
+    match backend {
+        "sqlite" => raw::sqlite(config, dir).await,
+        "sled" => raw::sled(config, dir).await,
+        "redis" => raw::redis(config).await,
+        "postgres" | "mysql" => raw::sql(backend, sql_url(backend, config), config).await,
+        "mongo" => raw::mongo(config).await,
+        other => Err(format!("unknown backend {other:?}")),
+    }
 }
 
 /// Gives the planner statistics for the store's tables before they are
