@@ -87,7 +87,8 @@ fn compare(extra: &[String]) -> Result<(), String> {
         .map_err(|e| format!("could not run mtsession-bench: {e}"))?;
     drop(services);
     if status.success() {
-        println!("xtask: wrote docs/bench/RESULTS.md and docs/bench/ratios.svg");
+        let out = arg_value(&args, "--out").unwrap_or("docs/bench");
+        println!("xtask: wrote {out}/RESULTS.md, {out}/ratios.svg and {out}/compare.json");
         Ok(())
     } else {
         Err("mtsession-bench failed".into())

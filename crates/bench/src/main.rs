@@ -2,8 +2,8 @@
 //! same work (same key shapes, same indexes, same durability) in one run.
 //!
 //! Run through `cargo xtask bench --compare`, which starts the services and
-//! passes their URLs. Writes `docs/bench/RESULTS.md`, `docs/bench/ratios.svg`
-//! and the raw figures to `target/bench/compare.json`.
+//! passes their URLs. Writes `RESULTS.md`, `ratios.svg` and the raw figures
+//! (`compare.json`) to `docs/bench` (or `--out`).
 
 #![forbid(unsafe_code)]
 
@@ -46,6 +46,23 @@ fn env_or(var: &str, default: &str) -> String {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_owned())
 }
+
+const USAGE: &str = "\
+mtsession-bench: every store beside its raw engine, in one run
+
+usage: mtsession-bench [OPTIONS]   (or: cargo xtask bench --compare [OPTIONS])
+
+  --backends LIST         memory,sqlite,sled,redis,postgres,mysql,mongo (default: all)
+  --repeat N              rounds: runs of each workload on each side (default 3)
+  --peers N               peers of the loaded session (default 10000)
+  --open-peers N          peers of the embedded stores' open workload (default 100000)
+  --scale LIST|none       peer counts of the scale check (default 1000,100000,1000000)
+  --scale-backends LIST   backends of the scale check (default: those measured but mongo)
+  --out DIR               where RESULTS.md, ratios.svg and compare.json go (default docs/bench)
+  --extra-measures FILE   measures made outside this binary, one JSON object a line
+
+Servers: MTSESSION_TEST_REDIS_URL, MTSESSION_TEST_POSTGRES_URL,
+MTSESSION_TEST_MYSQL_URL, MTSESSION_TEST_MONGO_URL (defaults: the local ports).";
 
 fn parse_args() -> Result<Config, String> {
     let mut config = Config {
@@ -124,10 +141,14 @@ fn parse_args() -> Result<Config, String> {
                 );
             }
             "--out" => config.out_dir = value("--out")?.into(),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--extra-measures" => config
                 .extra_measures
                 .push(value("--extra-measures")?.into()),
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(format!("unknown argument {other:?} (--help lists them)")),
         }
     }
     // Both sides of the MongoDB rows without retryable writes (unless the

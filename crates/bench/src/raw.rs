@@ -10,9 +10,9 @@ use sled::Transactional as _;
 use crate::Config;
 use crate::report::{Measure, RAW_READS};
 use crate::workload::{
-    BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, MEMORY_PASSES, OPEN, OPENS, STATE,
-    STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure, measure_sync,
-    per_second, rate, shuffled,
+    BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, MEMORY_PASSES, OPEN, OPENS, Pass,
+    STATE, STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure,
+    measure_sync, rate, shuffled,
 };
 
 /// The row of one peer as the raw engines store it.
@@ -44,6 +44,25 @@ fn encoded(r: &Row) -> String {
         "{{\"id\":{},\"kind\":1,\"hash\":{},\"usernames\":[\"{}\"],\"phone\":\"{}\",\"name\":\"{}\"}}",
         r.id, r.hash, r.username, r.phone, r.name
     )
+}
+
+/// A peer decoded from [`encoded`] into owned fields: what a lookup on a
+/// key-value engine must do with the value to return a peer, as the store
+/// does (the raw SQLite lookups likewise read every column into owned
+/// values).
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)] // read only through `black_box`
+struct Decoded {
+    id: i64,
+    kind: i32,
+    hash: i64,
+    usernames: Vec<String>,
+    phone: String,
+    name: String,
+}
+
+fn decoded(value: &[u8]) -> Result<Decoded, String> {
+    serde_json::from_slice(value).map_err(err)
 }
 
 /// How a raw floor of the batch-upsert workloads writes a batch.
@@ -86,12 +105,12 @@ async fn upsert_workloads(
     upsert: impl AsyncFn(i64, &[Row], Floor) -> Result<(), String>,
 ) -> Result<Vec<Measure>, String> {
     const FLOORS: [Floor; 2] = [Floor::Blind, Floor::Reads];
-    let timed = async |session: i64, floor: Floor| -> Result<f64, String> {
+    let timed = async |session: i64, floor: Floor| -> Result<Pass, String> {
         let started = Instant::now();
         for batch in all.chunks(BATCH) {
             upsert(session, batch, floor).await?;
         }
-        Ok(rate(all.len(), started))
+        Ok(Pass::since(all.len(), started))
     };
     for batch in all.chunks(1_000) {
         upsert(1, batch, Floor::Blind).await?;
@@ -325,7 +344,7 @@ pub(crate) async fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, 
                 let found = stmt.query_row([key(*id)], sqlite_peer).map_err(err)?;
                 std::hint::black_box(found);
             }
-            Ok(rate(ids.len(), started))
+            Ok(Pass::since(ids.len(), started))
         })
     };
     let runs = lookup(
@@ -378,7 +397,7 @@ pub(crate) async fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, 
             if synchronous == "NORMAL" {
                 barrier(&mut stmt, pts).map_err(err)?;
             }
-            Ok(rate(STATE_WRITES, started))
+            Ok(Pass::since(STATE_WRITES, started))
         })?;
         out.push(Measure::new(label, STATE, "raw", runs));
     }
@@ -419,7 +438,7 @@ pub(crate) async fn sqlite(config: &Config, dir: &Path) -> Result<Vec<Measure>, 
                     .map_err(err)?;
                 std::hint::black_box(key);
             }
-            Ok(rate(OPENS, started))
+            Ok(Pass::since(OPENS, started))
         })
     };
     let runs = opens(&big)?;
@@ -541,9 +560,9 @@ pub(crate) async fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, St
                 .get(key(1, &id.to_be_bytes()))
                 .map_err(err)?
                 .ok_or("missing")?;
-            std::hint::black_box(value);
+            std::hint::black_box(decoded(&value)?);
         }
-        Ok(rate(ids.len(), started))
+        Ok(Pass::since(ids.len(), started))
     })?;
     out.push(Measure::new(LABEL, LOOKUP_ID, "raw", runs));
     for (workload, index, text) in [
@@ -558,9 +577,9 @@ pub(crate) async fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, St
                     .map_err(err)?
                     .ok_or("missing")?;
                 let value = peers.get(key(1, &owner)).map_err(err)?.ok_or("missing")?;
-                std::hint::black_box(value);
+                std::hint::black_box(decoded(&value)?);
             }
-            Ok(rate(ids.len(), started))
+            Ok(Pass::since(ids.len(), started))
         })?;
         out.push(Measure::new(LABEL, workload, "raw", runs));
     }
@@ -575,7 +594,7 @@ pub(crate) async fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, St
             state.insert(key(1, b"state"), &value).map_err(err)?;
             durable()?;
         }
-        Ok(rate(STATE_WRITES, started))
+        Ok(Pass::since(STATE_WRITES, started))
     })?;
     out.push(Measure::new(LABEL, STATE, "raw", runs));
     state
@@ -596,7 +615,7 @@ pub(crate) async fn sled(config: &Config, dir: &Path) -> Result<Vec<Measure>, St
             let home = tree.get(key(1, b"home")).map_err(err)?.ok_or("missing")?;
             std::hint::black_box(home);
         }
-        Ok(rate(OPENS, started))
+        Ok(Pass::since(OPENS, started))
     })?;
     out.push(Measure::new(LABEL, OPEN, "raw", runs));
     Ok(out)
@@ -715,15 +734,15 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         async move {
             let started = Instant::now();
             for id in ids {
-                let value: Option<String> = redis::cmd("HGET")
+                let value: Option<Vec<u8>> = redis::cmd("HGET")
                     .arg(k(1, "peers"))
                     .arg(id)
                     .query_async(&mut conn)
                     .await
                     .map_err(err)?;
-                value.ok_or("missing")?;
+                std::hint::black_box(decoded(&value.ok_or("missing")?)?);
             }
-            Ok(rate(ids.len(), started))
+            Ok(Pass::since(ids.len(), started))
         }
     })
     .await?;
@@ -744,15 +763,15 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
                         .query_async(&mut conn)
                         .await
                         .map_err(err)?;
-                    let value: Option<String> = redis::cmd("HGET")
+                    let value: Option<Vec<u8>> = redis::cmd("HGET")
                         .arg(k(1, "peers"))
                         .arg(owner.ok_or("missing")?)
                         .query_async(&mut conn)
                         .await
                         .map_err(err)?;
-                    value.ok_or("missing")?;
+                    std::hint::black_box(decoded(&value.ok_or("missing")?)?);
                 }
-                Ok(rate(ids.len(), started))
+                Ok(Pass::since(ids.len(), started))
             }
         })
         .await?;
@@ -778,7 +797,7 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
                     .await
                     .map_err(err)?;
             }
-            Ok(rate(STATE_WRITES, started))
+            Ok(Pass::since(STATE_WRITES, started))
         }
     })
     .await?;
@@ -826,7 +845,7 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
                         .map_err(err)?;
                     key.ok_or("missing")?;
                 }
-                Ok(rate(OPENS, started))
+                Ok(Pass::since(OPENS, started))
             }
         })
         .await?;
@@ -990,7 +1009,7 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
                     let row = query.fetch_one(&pool).await.map_err(err)?;
                     std::hint::black_box(row.try_get::<i64, _>(0).map_err(err)?);
                 }
-                Ok(rate(ids.len(), started))
+                Ok(Pass::since(ids.len(), started))
             }
         })
         .await?;
@@ -1013,7 +1032,7 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
                 .await
                 .map_err(err)?;
             }
-            Ok(rate(STATE_WRITES, started))
+            Ok(Pass::since(STATE_WRITES, started))
         }
     })
     .await?;
@@ -1047,7 +1066,7 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
                     std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
                     pool.close().await;
                 }
-                Ok(rate(OPENS / 4, started))
+                Ok(Pass::since(OPENS / 4, started))
             }
         })
         .await?;
@@ -1201,7 +1220,7 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
                     let row = query.fetch_one(&pool).await.map_err(err)?;
                     std::hint::black_box(row.try_get::<i64, _>(0).map_err(err)?);
                 }
-                Ok(rate(ids.len(), started))
+                Ok(Pass::since(ids.len(), started))
             }
         })
         .await?;
@@ -1223,7 +1242,7 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
                     .await
                     .map_err(err)?;
             }
-            Ok(rate(STATE_WRITES, started))
+            Ok(Pass::since(STATE_WRITES, started))
         }
     })
     .await?;
@@ -1257,7 +1276,7 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
                     std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
                     pool.close().await;
                 }
-                Ok(rate(OPENS / 4, started))
+                Ok(Pass::since(OPENS / 4, started))
             }
         })
         .await?;
@@ -1375,7 +1394,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
                         .map_err(err)?
                         .ok_or("missing")?;
                 }
-                Ok(rate(ids.len(), started))
+                Ok(Pass::since(ids.len(), started))
             }
         })
         .await?;
@@ -1397,7 +1416,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
                     .await
                     .map_err(err)?;
             }
-            Ok(rate(STATE_WRITES, started))
+            Ok(Pass::since(STATE_WRITES, started))
         }
     })
     .await?;
@@ -1432,7 +1451,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
                         .map_err(err)?;
                     found.ok_or("missing")?;
                 }
-                Ok(rate(OPENS / 4, started))
+                Ok(Pass::since(OPENS / 4, started))
             }
         })
         .await?;
@@ -1474,7 +1493,7 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
             cache_all(&session).await?;
             spent += started.elapsed();
         }
-        Ok(per_second(all.len() * MEMORY_PASSES, spent))
+        Ok(Pass::new(all.len() * MEMORY_PASSES, spent))
     })
     .await?;
     out.push(Measure::new(LABEL, UPSERT_NEW, "grammers", runs));
@@ -1485,7 +1504,7 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
         for _ in 0..MEMORY_PASSES {
             cache_all(&session).await?;
         }
-        Ok(rate(all.len() * MEMORY_PASSES, started))
+        Ok(Pass::since(all.len() * MEMORY_PASSES, started))
     })
     .await?;
     out.push(Measure::new(LABEL, UPSERT_EXISTING, "grammers", runs));
@@ -1502,7 +1521,7 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
                     .ok_or("missing")?;
             }
         }
-        Ok(rate(ids.len() * MEMORY_PASSES, started))
+        Ok(Pass::since(ids.len() * MEMORY_PASSES, started))
     })
     .await?;
     out.push(Measure::new(LABEL, LOOKUP_ID, "grammers", runs));
@@ -1511,7 +1530,9 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
 
 /// The raw engine's lookups by id at `n` peers, for the scale check of the
 /// embedded engines (rusqlite, sled with its default cache): ops/s per run
-/// over `ids` (at most `max_ops` of them, or about `run_time`).
+/// over `ids` (or about `run_time`); on sled also opening the database and
+/// reading one value (at most 1 000 opens or about `run_time` per run).
+/// Each measured workload with its runs; none for the other engines.
 pub(crate) fn scale_lookups(
     backend: &str,
     n: i64,
@@ -1519,7 +1540,7 @@ pub(crate) fn scale_lookups(
     repeat: usize,
     ids: &[i64],
     run_time: std::time::Duration,
-) -> Result<Option<Vec<f64>>, String> {
+) -> Result<Vec<(&'static str, Vec<f64>)>, String> {
     let timed = |get: &mut dyn FnMut(i64) -> Result<(), String>| -> Result<f64, String> {
         let started = Instant::now();
         let mut done = 0;
@@ -1554,7 +1575,7 @@ pub(crate) fn scale_lookups(
             }
             drop(conn);
             let _ = std::fs::remove_file(&path);
-            Ok(Some(runs))
+            Ok(vec![(LOOKUP_ID, runs)])
         }
         "sled" => {
             let path = dir.join(format!("raw-scale-{n}.sled"));
@@ -1576,14 +1597,31 @@ pub(crate) fn scale_lookups(
             for _ in 0..repeat {
                 runs.push(timed(&mut |id| {
                     let value = peers.get(key(id)).map_err(err)?.ok_or("missing")?;
-                    std::hint::black_box(value);
+                    std::hint::black_box(decoded(&value)?);
                     Ok(())
                 })?);
             }
+            peers.insert(key(0), vec![7u8; 256]).map_err(err)?;
+            db.flush().map_err(err)?;
             drop((peers, db));
+            // Opening: sled reads its whole log (recovery) before the first
+            // read, so its own open grows with the store.
+            let mut opens = Vec::new();
+            for _ in 0..repeat {
+                let started = Instant::now();
+                let mut done = 0;
+                while done < 1_000 && (done == 0 || started.elapsed() < run_time) {
+                    let db = sled::open(&path).map_err(err)?;
+                    let peers = db.open_tree("peers").map_err(err)?;
+                    let home = peers.get(key(0)).map_err(err)?.ok_or("missing")?;
+                    std::hint::black_box(home);
+                    done += 1;
+                }
+                opens.push(rate(done, started));
+            }
             let _ = std::fs::remove_dir_all(&path);
-            Ok(Some(runs))
+            Ok(vec![(LOOKUP_ID, runs), (OPEN, opens)])
         }
-        _ => Ok(None),
+        _ => Ok(Vec::new()),
     }
 }

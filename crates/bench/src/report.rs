@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::Config;
 use crate::raw::SQLITE_ROLLBACK;
 use crate::scale::Point;
-use crate::workload::{MEMORY_LEAN, WRITE_BEHIND_DELAY};
+use crate::workload::{MEMORY_LEAN, MIN_RUN, OPENS, STATE_WRITES, WRITE_BEHIND_DELAY};
 
 /// The goal: a store at least this fraction of its raw engine's speed.
 pub(crate) const GOAL: f64 = 0.7;
@@ -422,6 +422,7 @@ pub(crate) fn write(
     std::fs::create_dir_all(&config.out_dir)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let delay = WRITE_BEHIND_DELAY.as_millis();
+    let min_run = MIN_RUN.as_millis();
     let results = format!(
         "# Benchmark results\n\n\
          Written by `cargo xtask bench --compare` ({} runs of each workload, {} peers per \
@@ -435,7 +436,9 @@ pub(crate) fn write(
          first in even rounds, the raw engine in odd ones), so that the machine's speed, which \
          moves by half from one minute to the next here, falls on both sides of a ratio: the \
          ratio is the median of the rounds' ratios (mtsession's run over the raw engine's run \
-         of the same round), and the goal is ≥ {GOAL}×. The memory store has no raw engine: its ratio is over \
+         of the same round), and the goal is ≥ {GOAL}×. A run repeats its pass (the peers' \
+         lookups, batch upserts of every peer, {STATE_WRITES} state writes, {OPENS} opens) until \
+         its timed parts add up to {min_run} ms at least. The memory store has no raw engine: its ratio is over \
          grammers-session's own `MemorySession`, and the goal is to be ahead (≥ 1×). That \
          session keeps an id, a kind and a hash per peer; the `memory` rows cache peers with a \
          username, a phone and a name besides (three more strings to copy and two indexes to \
@@ -503,9 +506,8 @@ pub(crate) fn write(
         .map(|m| json!({"backend": m.backend, "workload": m.workload, "engine": m.engine, "ops_per_sec": m.runs}))
         .chain(points.iter().map(|p| json!({"backend": p.backend, "workload": p.workload, "engine": "mtsession", "peers": p.peers, "ops_per_sec": p.runs})))
         .collect();
-    std::fs::create_dir_all("target/bench")?;
     std::fs::write(
-        "target/bench/compare.json",
+        config.out_dir.join("compare.json"),
         serde_json::to_string_pretty(&raw).unwrap_or_default(),
     )
 }

@@ -109,10 +109,10 @@ pub(crate) async fn run(backend: &str, config: &Config) -> Result<Vec<Point>, St
         })
         .await?;
         point(backend, LOOKUP_ID, runs);
-        if let Some(runs) =
+        for (workload, runs) in
             crate::raw::scale_lookups(backend, n, dir.path(), config.repeat, &ids, RUN_TIME)?
         {
-            point(&format!("{backend} (raw engine)"), LOOKUP_ID, runs);
+            point(&format!("{backend} (raw engine)"), workload, runs);
         }
         let runs = timed_runs(config.repeat, &ids, |id| {
             let (session, username) = (session.clone(), format!("user{id}"));
