@@ -872,6 +872,54 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
 const SQL_SCHEMA_READ: &str = "SELECT version, NULL FROM rawbench_schema WHERE id = 1 \
      UNION ALL SELECT NULL, version FROM rawbench_migrations";
 
+/// Opening: connect and read the home key (`raw`); the [`RAW_READS`] floor
+/// also reads the schema version and the applied migrations first, in one
+/// statement as the store does (over the text protocol on MySQL).
+async fn sql_opens<DB: sqlx::Database>(
+    label: &str,
+    url: &str,
+    config: &Config,
+) -> Result<Vec<Measure>, String>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    use sqlx::Row as _;
+    let mut out = Vec::new();
+    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
+        let runs = measure(config.repeat, || async move {
+            let started = Instant::now();
+            for _ in 0..OPENS / 4 {
+                let pool = sqlx::pool::PoolOptions::<DB>::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .map_err(err)?;
+                if schema {
+                    let rows = sqlx::raw_sql(SQL_SCHEMA_READ)
+                        .fetch_all(&pool)
+                        .await
+                        .map_err(err)?;
+                    std::hint::black_box(rows);
+                }
+                let row = sqlx::query::<DB>("SELECT home_key FROM rawbench_sessions WHERE id = 1")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(err)?;
+                std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
+                pool.close().await;
+            }
+            Ok(Pass::since(OPENS / 4, started))
+        })
+        .await?;
+        out.push(Measure::new(label, OPEN, engine, runs));
+    }
+    Ok(out)
+}
+
 /// sqlx on PostgreSQL or MySQL, with the table shape of session-sql.
 pub(crate) async fn sql(backend: &str, url: &str, config: &Config) -> Result<Vec<Measure>, String> {
     let label = if backend == "postgres" {
@@ -1037,41 +1085,7 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
     })
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
-    // Opening: connect and read the home key; the second floor also reads
-    // the schema version and the applied migrations first, in one
-    // statement as the store does (over the text protocol on MySQL).
-    let url = url.to_owned();
-    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
-        let runs = measure(config.repeat, || {
-            let url = url.clone();
-            async move {
-                let started = Instant::now();
-                for _ in 0..OPENS / 4 {
-                    let pool = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect(&url)
-                        .await
-                        .map_err(err)?;
-                    if schema {
-                        let rows = sqlx::raw_sql(SQL_SCHEMA_READ)
-                            .fetch_all(&pool)
-                            .await
-                            .map_err(err)?;
-                        std::hint::black_box(rows);
-                    }
-                    let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
-                        .fetch_one(&pool)
-                        .await
-                        .map_err(err)?;
-                    std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
-                    pool.close().await;
-                }
-                Ok(Pass::since(OPENS / 4, started))
-            }
-        })
-        .await?;
-        out.push(Measure::new(label, OPEN, engine, runs));
-    }
+    out.extend(sql_opens::<sqlx::Postgres>(label, url, config).await?);
     sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
         .execute(&pool)
         .await
@@ -1247,41 +1261,7 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
     })
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
-    // Opening: connect and read the home key; the second floor also reads
-    // the schema version and the applied migrations first, in one
-    // statement as the store does (over the text protocol on MySQL).
-    let url = url.to_owned();
-    for (engine, schema) in [("raw", false), (RAW_READS, true)] {
-        let runs = measure(config.repeat, || {
-            let url = url.clone();
-            async move {
-                let started = Instant::now();
-                for _ in 0..OPENS / 4 {
-                    let pool = sqlx::mysql::MySqlPoolOptions::new()
-                        .max_connections(1)
-                        .connect(&url)
-                        .await
-                        .map_err(err)?;
-                    if schema {
-                        let rows = sqlx::raw_sql(SQL_SCHEMA_READ)
-                            .fetch_all(&pool)
-                            .await
-                            .map_err(err)?;
-                        std::hint::black_box(rows);
-                    }
-                    let row = sqlx::query("SELECT home_key FROM rawbench_sessions WHERE id = 1")
-                        .fetch_one(&pool)
-                        .await
-                        .map_err(err)?;
-                    std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
-                    pool.close().await;
-                }
-                Ok(Pass::since(OPENS / 4, started))
-            }
-        })
-        .await?;
-        out.push(Measure::new(label, OPEN, engine, runs));
-    }
+    out.extend(sql_opens::<sqlx::MySql>(label, url, config).await?);
     sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
         .execute(&pool)
         .await
