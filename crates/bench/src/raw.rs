@@ -11,8 +11,8 @@ use crate::Config;
 use crate::report::{Measure, RAW_READS};
 use crate::workload::{
     BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, MEMORY_PASSES, OPEN, OPENS, Pass,
-    STATE, STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure,
-    measure_sync, rate, shuffled,
+    SERVER_OPENS, STATE, STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err,
+    measure, measure_sync, rate, shuffled,
 };
 
 /// The row of one peer as the raw engines store it.
@@ -892,7 +892,7 @@ where
     for (engine, schema) in [("raw", false), (RAW_READS, true)] {
         let runs = measure(config.repeat, || async move {
             let started = Instant::now();
-            for _ in 0..OPENS / 4 {
+            for _ in 0..SERVER_OPENS {
                 let pool = sqlx::pool::PoolOptions::<DB>::new()
                     .max_connections(1)
                     .connect(url)
@@ -912,7 +912,7 @@ where
                 std::hint::black_box(row.try_get::<Vec<u8>, _>(0).map_err(err)?);
                 pool.close().await;
             }
-            Ok(Pass::since(OPENS / 4, started))
+            Ok(Pass::since(SERVER_OPENS, started))
         })
         .await?;
         out.push(Measure::new(label, OPEN, engine, runs));
@@ -1413,7 +1413,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
             let url = url.clone();
             async move {
                 let started = Instant::now();
-                for _ in 0..OPENS / 4 {
+                for _ in 0..SERVER_OPENS {
                     let client = mongodb::Client::with_uri_str(&url).await.map_err(err)?;
                     let db = client.database("mtsession_rawbench");
                     if schema {
@@ -1431,7 +1431,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
                         .map_err(err)?;
                     found.ok_or("missing")?;
                 }
-                Ok(Pass::since(OPENS / 4, started))
+                Ok(Pass::since(SERVER_OPENS, started))
             }
         })
         .await?;

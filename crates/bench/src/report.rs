@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::Config;
 use crate::raw::SQLITE_ROLLBACK;
 use crate::scale::Point;
-use crate::workload::{MEMORY_LEAN, MIN_RUN, OPENS, STATE_WRITES, WRITE_BEHIND_DELAY};
+use crate::workload::{
+    MEMORY_LEAN, MIN_RUN, OPENS, SERVER_OPENS, STATE_WRITES, WRITE_BEHIND_DELAY,
+};
 
 /// The goal: a store at least this fraction of its raw engine's speed.
 pub(crate) const GOAL: f64 = 0.7;
@@ -425,7 +427,7 @@ pub(crate) fn write(
     let min_run = MIN_RUN.as_millis();
     let results = format!(
         "# Benchmark results\n\n\
-         Written by `cargo xtask bench --compare` ({} runs of each workload, {} peers per \
+         Written by `cargo xtask bench --compare` ({} rounds, {} peers per \
          loaded session, {} peers in the embedded open workload; {cores} cores; the whole run \
          took {:.0} s). Each mtsession store is measured beside its raw engine doing the same \
          work in the same run: the same rows and indexes, the same durability (durable writes \
@@ -437,7 +439,8 @@ pub(crate) fn write(
          moves by half from one minute to the next here, falls on both sides of a ratio: the \
          ratio is the median of the rounds' ratios (mtsession's run over the raw engine's run \
          of the same round), and the goal is ≥ {GOAL}×. A run repeats its pass (the peers' \
-         lookups, batch upserts of every peer, {STATE_WRITES} state writes, {OPENS} opens) until \
+         lookups, batch upserts of every peer, {STATE_WRITES} state writes, {OPENS} opens or {SERVER_OPENS} \
+         on a server's raw engine) until \
          its timed parts add up to {min_run} ms at least. The memory store has no raw engine: its ratio is over \
          grammers-session's own `MemorySession`, and the goal is to be ahead (≥ 1×). That \
          session keeps an id, a kind and a hash per peer; the `memory` rows cache peers with a \
@@ -447,7 +450,8 @@ pub(crate) fn write(
          has a username, a phone or a name) and {} in grammers' (id and value). The \
          `{MEMORY_LEAN}` rows and grammers' take turns, one run each, so that a change in the machine's speed \
          during the run falls on both. The raw SQLite lookups read every column they select \
-         into owned values, as the store must to return the peer. With \
+         into owned values, and the raw sled and Redis lookups decode the stored value (JSON) \
+         into owned fields, as the store must to return the peer. With \
          `--with-peer-libraries`, the last column of the SQLite rows is grammers-session's own \
          `SqliteSession` (libsql, built and run as a separate program): it keeps an id, a \
          kind and a hash per peer in a file with a rollback journal. The `{SQLITE_ROLLBACK}` \

@@ -24,6 +24,8 @@ pub(crate) const STATE_WRITES: usize = 2_000;
 pub(crate) const WRITE_BEHIND_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Opens per run of the open workload.
 pub(crate) const OPENS: usize = 200;
+/// Opens per pass of a server's raw engine.
+pub(crate) const SERVER_OPENS: usize = OPENS / 4;
 
 /// Workload names, as the report shows them.
 pub(crate) const LOOKUP_ID: &str = "lookup by id";
