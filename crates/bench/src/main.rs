@@ -40,6 +40,16 @@ pub(crate) struct Config {
     pub(crate) mongo_url: String,
 }
 
+impl Config {
+    /// The same configuration with one run of each workload: one round.
+    pub(crate) fn once(&self) -> Config {
+        Config {
+            repeat: 1,
+            ..self.clone()
+        }
+    }
+}
+
 fn env_or(var: &str, default: &str) -> String {
     std::env::var(var)
         .ok()

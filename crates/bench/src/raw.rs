@@ -809,8 +809,9 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         .query_async::<()>(&mut conn)
         .await
         .map_err(err)?;
+    let schema_key = format!("{prefix}:schema");
     redis::cmd("SET")
-        .arg(format!("{prefix}:schema"))
+        .arg(&schema_key)
         .arg(1)
         .query_async::<()>(&mut conn)
         .await
@@ -820,7 +821,7 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
     let url = config.redis_url.clone();
     for (engine, schema) in [("raw", false), (RAW_READS, true)] {
         let runs = measure(config.repeat, || {
-            let url = url.clone();
+            let (url, schema_key) = (url.clone(), &schema_key);
             async move {
                 let started = Instant::now();
                 for _ in 0..OPENS {
@@ -831,7 +832,7 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
                         .map_err(err)?;
                     if schema {
                         let version: Option<Vec<u8>> = redis::cmd("GET")
-                            .arg(format!("{prefix}:schema"))
+                            .arg(schema_key)
                             .query_async(&mut conn)
                             .await
                             .map_err(err)?;
@@ -852,7 +853,7 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         out.push(Measure::new(LABEL, OPEN, engine, runs));
     }
     redis::cmd("DEL")
-        .arg(format!("{prefix}:schema"))
+        .arg(&schema_key)
         .arg(k(1, "peers"))
         .arg(k(1, "uname"))
         .arg(k(1, "phone"))
@@ -866,6 +867,19 @@ pub(crate) async fn redis(config: &Config) -> Result<Vec<Measure>, String> {
         .map_err(err)?;
     Ok(out)
 }
+
+/// Drops every table of the raw SQL engines.
+const SQL_DROP: &str = "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, \
+     rawbench_sessions, rawbench_schema, rawbench_migrations";
+
+/// The schema version and migrations tables the store's open reads (the
+/// same statements on PostgreSQL and MySQL), filled as a current store's.
+const SQL_SCHEMA_TABLES: [&str; 4] = [
+    "CREATE TABLE rawbench_schema (id INT PRIMARY KEY, version BIGINT NOT NULL)",
+    "CREATE TABLE rawbench_migrations (version VARCHAR(255) PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    "INSERT INTO rawbench_schema VALUES (1, 1)",
+    "INSERT INTO rawbench_migrations VALUES ('m0001_initial', 0)",
+];
 
 /// The schema check of session-sql's open: the version and the applied
 /// migrations, one statement.
@@ -942,17 +956,16 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
         .await
         .map_err(err)?;
     for statement in [
-        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations",
+        SQL_DROP,
         "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key BYTEA)",
         "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone TEXT, name TEXT, last_seen BIGINT, PRIMARY KEY (session, id))",
         "CREATE UNIQUE INDEX rawbench_peers_phone ON rawbench_peers (session, phone)",
         "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username TEXT NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
         "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, decode(repeat('07', 256), 'hex')), (2, 2, NULL)",
-        "CREATE TABLE rawbench_schema (id INT PRIMARY KEY, version BIGINT NOT NULL)",
-        "CREATE TABLE rawbench_migrations (version VARCHAR(255) PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        "INSERT INTO rawbench_schema VALUES (1, 1)",
-        "INSERT INTO rawbench_migrations VALUES ('m0001_initial', 0)",
-    ] {
+    ]
+    .into_iter()
+    .chain(SQL_SCHEMA_TABLES)
+    {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
     // No hints on PostgreSQL; with statistics each lookup seeks its index.
@@ -1086,10 +1099,7 @@ async fn sql_postgres(label: &str, url: &str, config: &Config) -> Result<Vec<Mea
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
     out.extend(sql_opens::<sqlx::Postgres>(label, url, config).await?);
-    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
-        .execute(&pool)
-        .await
-        .map_err(err)?;
+    sqlx::query(SQL_DROP).execute(&pool).await.map_err(err)?;
     Ok(out)
 }
 
@@ -1101,16 +1111,15 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
         .await
         .map_err(err)?;
     for statement in [
-        "DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations",
+        SQL_DROP,
         "CREATE TABLE rawbench_sessions (id BIGINT PRIMARY KEY, home_dc INT NOT NULL, pts INT NOT NULL DEFAULT 0, date INT NOT NULL DEFAULT 0, seq INT NOT NULL DEFAULT 0, home_key VARBINARY(256))",
         "CREATE TABLE rawbench_peers (session BIGINT NOT NULL, id BIGINT NOT NULL, kind INT, hash BIGINT, hash_is_min BOOLEAN, usernames TEXT, phone VARCHAR(64), name TEXT, last_seen BIGINT, PRIMARY KEY (session, id), UNIQUE KEY rawbench_phone (session, phone))",
         "CREATE TABLE rawbench_usernames (session BIGINT NOT NULL, username VARCHAR(255) NOT NULL, peer_id BIGINT NOT NULL, PRIMARY KEY (session, username))",
         "INSERT INTO rawbench_sessions (id, home_dc, home_key) VALUES (1, 2, UNHEX(REPEAT('07', 256))), (2, 2, NULL)",
-        "CREATE TABLE rawbench_schema (id INT PRIMARY KEY, version BIGINT NOT NULL)",
-        "CREATE TABLE rawbench_migrations (version VARCHAR(255) PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        "INSERT INTO rawbench_schema VALUES (1, 1)",
-        "INSERT INTO rawbench_migrations VALUES ('m0001_initial', 0)",
-    ] {
+    ]
+    .into_iter()
+    .chain(SQL_SCHEMA_TABLES)
+    {
         sqlx::query(statement).execute(&pool).await.map_err(err)?;
     }
     let upsert = async |session: i64, batch: &[Row], floor: Floor| -> Result<(), String> {
@@ -1262,10 +1271,7 @@ async fn sql_mysql(label: &str, url: &str, config: &Config) -> Result<Vec<Measur
     .await?;
     out.push(Measure::new(label, STATE, "raw", runs));
     out.extend(sql_opens::<sqlx::MySql>(label, url, config).await?);
-    sqlx::query("DROP TABLE IF EXISTS rawbench_peers, rawbench_usernames, rawbench_sessions, rawbench_schema, rawbench_migrations")
-        .execute(&pool)
-        .await
-        .map_err(err)?;
+    sqlx::query(SQL_DROP).execute(&pool).await.map_err(err)?;
     Ok(out)
 }
 

@@ -432,19 +432,9 @@ pub(crate) async fn run_backend(backend: &str, config: &Config) -> Result<Vec<Me
     }
     let dir = tempfile::tempdir().map_err(err)?;
     if backend == "postgres" || backend == "mysql" {
-        let base = sql_url(backend, config);
-        prime_statistics(
-            backend,
-            base,
-            &with_option(base, "table_prefix=bench_"),
-            config,
-        )
-        .await?;
+        prime_statistics(backend, config).await?;
     }
-    let once = Config {
-        repeat: 1,
-        ..config.clone()
-    };
+    let once = config.once();
     let mut out = Vec::new();
     for round in 0..config.repeat {
         // The raw engine's files are made afresh each round; the store's
@@ -481,31 +471,27 @@ async fn memory(config: &Config) -> Result<Vec<Measure>, String> {
         config,
     )
     .await?;
-    let once = Config {
-        repeat: 1,
-        ..config.clone()
-    };
+    let once = config.once();
     let (mut lean, mut grammers) = (Vec::new(), Vec::new());
     for _ in 0..config.repeat {
         Measure::merge_into(&mut lean, memory_lean(&once).await?);
         Measure::merge_into(&mut grammers, raw::grammers_memory(&once).await?);
     }
-    for m in lean.iter_mut().chain(&mut grammers) {
-        m.in_turns = true;
-    }
-    out.extend(lean);
     // grammers keeps id, kind and hash only: its figures are the peer of
-    // both memory rows (the full `memory` rows, not measured in turns with
-    // it, divide medians).
+    // both memory rows; the lean rows took turns with them, the full
+    // `memory` rows did not (their ratios divide medians).
+    let turns = |m: Measure| Measure {
+        in_turns: true,
+        ..m
+    };
+    out.extend(lean.into_iter().map(turns));
     out.extend(grammers.iter().map(|m| {
-        let mut lean = m.clone();
-        lean.backend = MEMORY_LEAN.to_owned();
-        lean
+        turns(Measure {
+            backend: MEMORY_LEAN.to_owned(),
+            ..m.clone()
+        })
     }));
-    out.extend(grammers.into_iter().map(|mut m| {
-        m.in_turns = false;
-        m
-    }));
+    out.extend(grammers);
     Ok(out)
 }
 
@@ -516,6 +502,11 @@ fn sql_url<'a>(backend: &str, config: &'a Config) -> &'a str {
     } else {
         &config.mysql_url
     }
+}
+
+/// The URL of the mtsession store on the PostgreSQL or MySQL server.
+fn sql_store_url(backend: &str, config: &Config) -> String {
+    with_option(sql_url(backend, config), "table_prefix=bench_")
 }
 
 /// One run of every workload on the mtsession store(s) of `backend`,
@@ -575,8 +566,11 @@ async fn store_sides(backend: &str, config: &Config, dir: &Path) -> Result<Vec<M
             store_side(&side("redis", url, config.peers), config).await
         }
         "postgres" | "mysql" => {
-            let url = with_option(sql_url(backend, config), "table_prefix=bench_");
-            store_side(&side(backend, url, config.peers), config).await
+            store_side(
+                &side(backend, sql_store_url(backend, config), config.peers),
+                config,
+            )
+            .await
         }
         "mongo" => {
             store_side(
@@ -606,14 +600,12 @@ async fn raw_side(backend: &str, config: &Config, dir: &Path) -> Result<Vec<Meas
 /// measured, as the raw side has for its own: loads a session of
 /// `config.peers` peers, runs `ANALYZE` (autovacuum is off on the test
 /// server, and a plan made while a table was empty scans it) and deletes it.
-async fn prime_statistics(
-    backend: &str,
-    base: &str,
-    url: &str,
-    config: &Config,
-) -> Result<(), String> {
+async fn prime_statistics(backend: &str, config: &Config) -> Result<(), String> {
     use sqlx::Connection as _;
-    let store = mtsession::open(url).await.map_err(err)?;
+    let base = sql_url(backend, config);
+    let store = mtsession::open(&sql_store_url(backend, config))
+        .await
+        .map_err(err)?;
     let _ = store.delete("bench-warm-up").await;
     let session = store.open("bench-warm-up").await.map_err(err)?;
     let all: Vec<Peer> = (FIRST_ID..FIRST_ID + config.peers).map(peer).collect();
