@@ -10,9 +10,9 @@ use sled::Transactional as _;
 use crate::Config;
 use crate::report::{Measure, RAW_READS};
 use crate::workload::{
-    BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, MEMORY_PASSES, OPEN, OPENS, Pass,
-    SERVER_OPENS, STATE, STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err,
-    measure, measure_sync, rate, shuffled,
+    BATCH, FIRST_ID, LOOKUP_ID, LOOKUP_PHONE, LOOKUP_USERNAME, OPEN, OPENS, Pass, SERVER_OPENS,
+    STATE, STATE_WRITES, UPSERT_EXISTING, UPSERT_NEW, WRITE_BEHIND_DELAY, err, measure,
+    measure_sync, rate, shuffled,
 };
 
 /// The row of one peer as the raw engines store it.
@@ -1448,7 +1448,7 @@ pub(crate) async fn mongo(config: &Config) -> Result<Vec<Measure>, String> {
 }
 
 /// grammers-session 0.11's own `MemorySession`, the peer of `MemoryStore`:
-/// the same workloads as `memory_lean`, [`MEMORY_PASSES`] passes per run.
+/// the same workloads as `memory_lean`.
 pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, String> {
     use grammers_session::Session as _;
     use grammers_session::storages::MemorySession;
@@ -1472,14 +1472,10 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
     };
     let mut out = Vec::new();
     let runs = measure(config.repeat, || async {
-        let mut spent = std::time::Duration::ZERO;
-        for _ in 0..MEMORY_PASSES {
-            let session = MemorySession::default();
-            let started = Instant::now();
-            cache_all(&session).await?;
-            spent += started.elapsed();
-        }
-        Ok(Pass::new(all.len() * MEMORY_PASSES, spent))
+        let session = MemorySession::default();
+        let started = Instant::now();
+        cache_all(&session).await?;
+        Ok(Pass::since(all.len(), started))
     })
     .await?;
     out.push(Measure::new(LABEL, UPSERT_NEW, "grammers", runs));
@@ -1487,27 +1483,23 @@ pub(crate) async fn grammers_memory(config: &Config) -> Result<Vec<Measure>, Str
     cache_all(&session).await?;
     let runs = measure(config.repeat, || async {
         let started = Instant::now();
-        for _ in 0..MEMORY_PASSES {
-            cache_all(&session).await?;
-        }
-        Ok(Pass::since(all.len() * MEMORY_PASSES, started))
+        cache_all(&session).await?;
+        Ok(Pass::since(all.len(), started))
     })
     .await?;
     out.push(Measure::new(LABEL, UPSERT_EXISTING, "grammers", runs));
     let ids = shuffled(config.peers);
     let runs = measure(config.repeat, || async {
         let started = Instant::now();
-        for _ in 0..MEMORY_PASSES {
-            for id in &ids {
-                let peer = GPeerId::user(*id).ok_or("bad id")?;
-                session
-                    .peer(peer)
-                    .await
-                    .map_err(|_| "grammers peer failed")?
-                    .ok_or("missing")?;
-            }
+        for id in &ids {
+            let peer = GPeerId::user(*id).ok_or("bad id")?;
+            session
+                .peer(peer)
+                .await
+                .map_err(|_| "grammers peer failed")?
+                .ok_or("missing")?;
         }
-        Ok(Pass::since(ids.len() * MEMORY_PASSES, started))
+        Ok(Pass::since(ids.len(), started))
     })
     .await?;
     out.push(Measure::new(LABEL, LOOKUP_ID, "grammers", runs));

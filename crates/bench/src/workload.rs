@@ -54,11 +54,6 @@ pub(crate) fn lean_peer(id: i64) -> Peer {
         .with_hash(id.wrapping_mul(0x9E37_79B9))
 }
 
-/// How many times each run of the `id+kind+hash` memory workloads and of
-/// grammers' `MemorySession` goes over the workload peers: one pass takes
-/// under a millisecond, too short to time apart from the machine's noise.
-pub(crate) const MEMORY_PASSES: usize = 50;
-
 /// The row label of the memory store holding [`lean_peer`]s.
 pub(crate) const MEMORY_LEAN: &str = "memory, id+kind+hash peers";
 
@@ -68,24 +63,18 @@ pub(crate) async fn memory_lean(config: &Config) -> Result<Vec<Measure>, String>
     let store = mtsession::open("memory:").await.map_err(err)?;
     let all: Vec<Peer> = (FIRST_ID..FIRST_ID + config.peers).map(lean_peer).collect();
     let mut out = Vec::new();
-    let runs = upsert_new_runs(&store, &all, config.repeat, MEMORY_PASSES).await?;
+    let runs = upsert_new_runs(&store, &all, config.repeat).await?;
     out.push(Measure::new(MEMORY_LEAN, UPSERT_NEW, "mtsession", runs));
     let session = store.open("lean").await.map_err(err)?;
     session.cache_peers(&all).await.map_err(err)?;
-    let runs = upsert_existing_runs(&session, &all, config.repeat, MEMORY_PASSES).await?;
+    let runs = upsert_existing_runs(&session, &all, config.repeat).await?;
     out.push(Measure::new(
         MEMORY_LEAN,
         UPSERT_EXISTING,
         "mtsession",
         runs,
     ));
-    let runs = lookup_by_id_runs(
-        &session,
-        &shuffled(config.peers),
-        config.repeat,
-        MEMORY_PASSES,
-    )
-    .await?;
+    let runs = lookup_by_id_runs(&session, &shuffled(config.peers), config.repeat).await?;
     out.push(Measure::new(MEMORY_LEAN, LOOKUP_ID, "mtsession", runs));
     Ok(out)
 }
@@ -206,7 +195,7 @@ pub(crate) async fn store_side(
     let n = config.peers;
     let all: Vec<Peer> = (FIRST_ID..FIRST_ID + n).map(peer).collect();
     if side.all {
-        let runs = upsert_new_runs(&store, &all, config.repeat, 1).await?;
+        let runs = upsert_new_runs(&store, &all, config.repeat).await?;
         out.push(Measure::new(label, UPSERT_NEW, "mtsession", runs));
 
         let _ = store.delete("bench-lookups").await;
@@ -218,11 +207,11 @@ pub(crate) async fn store_side(
             .set_auth_key(2, Some(AuthKey::new([7; 256])))
             .await
             .map_err(err)?;
-        let runs = upsert_existing_runs(&session, &all, config.repeat, 1).await?;
+        let runs = upsert_existing_runs(&session, &all, config.repeat).await?;
         out.push(Measure::new(label, UPSERT_EXISTING, "mtsession", runs));
 
         let ids = shuffled(n);
-        let runs = lookup_by_id_runs(&session, &ids, config.repeat, 1).await?;
+        let runs = lookup_by_id_runs(&session, &ids, config.repeat).await?;
         out.push(Measure::new(label, LOOKUP_ID, "mtsession", runs));
         let runs = measure(config.repeat, || {
             let session = session.clone();
@@ -344,76 +333,61 @@ pub(crate) async fn fill(store: &Store, name: &str, peers: i64) -> Result<(), St
         .map_err(err)
 }
 
-/// Runs of batch upserts of `all` into a new session of `store` each time
-/// (`passes` sessions per run, only the upserts timed).
-async fn upsert_new_runs(
-    store: &Store,
-    all: &[Peer],
-    repeat: usize,
-    passes: usize,
-) -> Result<Vec<f64>, String> {
-    let mut round = 0;
+/// Runs of batch upserts of `all` into a new session of `store` each pass
+/// (only the upserts timed).
+async fn upsert_new_runs(store: &Store, all: &[Peer], repeat: usize) -> Result<Vec<f64>, String> {
+    let mut pass = 0;
     measure(repeat, || {
-        round += 1;
+        pass += 1;
         async move {
-            let mut spent = Duration::ZERO;
-            for pass in 0..passes {
-                let name = format!("bench-upsert-{round}-{pass}");
-                let _ = store.delete(&name).await;
-                let session = store.open(&name).await.map_err(err)?;
-                let started = Instant::now();
-                for batch in all.chunks(BATCH) {
-                    session.cache_peers(batch).await.map_err(err)?;
-                }
-                spent += started.elapsed();
-                store.delete(&name).await.map_err(err)?;
+            let name = format!("bench-upsert-{pass}");
+            let _ = store.delete(&name).await;
+            let session = store.open(&name).await.map_err(err)?;
+            let started = Instant::now();
+            for batch in all.chunks(BATCH) {
+                session.cache_peers(batch).await.map_err(err)?;
             }
-            Ok(Pass::new(all.len() * passes, spent))
+            let spent = started.elapsed();
+            store.delete(&name).await.map_err(err)?;
+            Ok(Pass::new(all.len(), spent))
         }
     })
     .await
 }
 
-/// Runs of batch upserts of `all` (`passes` times per run) into `session`,
-/// which holds them.
+/// Runs of batch upserts of `all` into `session`, which holds them.
 async fn upsert_existing_runs(
     session: &Session,
     all: &[Peer],
     repeat: usize,
-    passes: usize,
 ) -> Result<Vec<f64>, String> {
     measure(repeat, || async move {
         let started = Instant::now();
-        for _ in 0..passes {
-            for batch in all.chunks(BATCH) {
-                session.cache_peers(batch).await.map_err(err)?;
-            }
+        for batch in all.chunks(BATCH) {
+            session.cache_peers(batch).await.map_err(err)?;
         }
-        Ok(Pass::since(all.len() * passes, started))
+        Ok(Pass::since(all.len(), started))
     })
     .await
 }
 
-/// Runs of lookups by id of `ids` (`passes` times per run) in `session`.
+/// Runs of lookups by id of `ids` in `session`.
 async fn lookup_by_id_runs(
     session: &Session,
     ids: &[i64],
     repeat: usize,
-    passes: usize,
 ) -> Result<Vec<f64>, String> {
     measure(repeat, || async move {
         let started = Instant::now();
-        for _ in 0..passes {
-            for id in ids {
-                let id = PeerId::user(*id).map_err(err)?;
-                session
-                    .peer(id)
-                    .await
-                    .map_err(err)?
-                    .ok_or("a peer is missing")?;
-            }
+        for id in ids {
+            let id = PeerId::user(*id).map_err(err)?;
+            session
+                .peer(id)
+                .await
+                .map_err(err)?
+                .ok_or("a peer is missing")?;
         }
-        Ok(Pass::since(ids.len() * passes, started))
+        Ok(Pass::since(ids.len(), started))
     })
     .await
 }
